@@ -9,7 +9,10 @@ from __future__ import annotations
 
 __all__ = [
     "BulkLoadError",
+    "DDLDependencyError",
     "DDLError",
+    "DDLNameError",
+    "DDLOptionError",
     "DatabaseUnavailableError",
     "ExplainError",
     "MissingExtensionError",
@@ -36,6 +39,18 @@ class MissingExtensionError(DatabaseUnavailableError):
 class DDLError(PatternError):
     """A schema object from :mod:`pgpatterns.ddl` is declared wrongly (missing dependency,
     name collision, invalid option); raised before any SQL is sent."""
+
+
+class DDLDependencyError(DDLError):
+    """A schema object depends on one that is not attached, or dependencies form a cycle."""
+
+
+class DDLNameError(DDLError):
+    """Two schema objects attached to the same MetaData declare the same database object."""
+
+
+class DDLOptionError(DDLError):
+    """A schema object was given an unknown option or an unsafe combination of options."""
 
 
 class ExplainError(PatternError):

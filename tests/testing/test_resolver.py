@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -195,3 +196,28 @@ def test_no_server_survives_its_process(how: str) -> None:
         assert not root.exists()
     else:
         subprocess.run(["rm", "-rf", str(root)])
+
+
+def test_docker_without_an_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgpatterns.testing.servers import start_candidate
+
+    if shutil.which("dockerd") and subprocess.run(["docker", "info"], capture_output=True,
+                                                  check=False).returncode == 0:
+        pytest.skip("a Docker engine answers here; this test covers the no-engine branch")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(DatabaseUnavailableError, match="no Docker engine answers"):
+        start_candidate("docker")
+
+
+def test_resolver_reuses_a_started_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPATTERNS_SERVER", "embedded")
+    resolver = Resolver()
+    try:
+        first = resolver.server()
+        assert resolver.server() is first
+        one, two = resolver.database(), resolver.database()
+        assert one.name != two.name
+        assert one.server is two.server
+    finally:
+        resolver.close()
+    assert _postgres_pids_under(Path(first.admin_url.query["host"])) == []

@@ -188,7 +188,6 @@ def _local_bindir() -> Path:
 def _docker_server() -> Server:  # pragma: no cover - needs a Docker engine
     try:
         import docker
-        from testcontainers.postgres import PostgresContainer
     except ImportError as exc:
         raise DatabaseUnavailableError(
             "testcontainers is not installed (pip install testcontainers)"
@@ -197,6 +196,10 @@ def _docker_server() -> Server:  # pragma: no cover - needs a Docker engine
         docker.from_env().ping()
     except Exception as exc:
         raise DatabaseUnavailableError(f"no Docker engine answers: {exc}") from exc
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:
+        from testcontainers.postgres import PostgresContainer
     image = os.environ.get("PGPATTERNS_DOCKER_IMAGE", "pgvector/pgvector:pg17")
     container = PostgresContainer(image, driver="psycopg")
     container.start()
