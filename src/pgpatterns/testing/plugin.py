@@ -11,14 +11,11 @@ first server that has PostGIS; when no server has it the test is skipped, or fai
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
@@ -29,7 +26,6 @@ from pgpatterns.testing.resolver import (
     Database,
     Resolver,
     get_resolver,
-    grant_app_access,
     required_from_env,
 )
 
@@ -215,18 +211,14 @@ def pg_schema(pg_database: Database) -> Iterator[PgSchema]:
     ``engine`` and ``app_engine`` resolve unqualified names in it first, then ``public``
     (where the extensions live).
     """
-    name = f"t_{secrets.token_hex(4)}"
-    admin = pg_database.server.conninfo(pg_database.name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        grant_app_access(conn, pg_database.app_role, name)
-    options = {"options": f"-c search_path={name},public"}  # name is ours: t_<hex>
-    engine = create_engine(pg_database.url, poolclass=NullPool, connect_args=options)
-    app = create_engine(pg_database.app_url, poolclass=NullPool, connect_args=options)
+    db = pg_database
+    name = db.create_schema()
+    options = db.search_path_args(name)
+    engine = create_engine(db.url, poolclass=NullPool, connect_args=options)
+    app = create_engine(db.app_url, poolclass=NullPool, connect_args=options)
     try:
         yield PgSchema(name, engine, app)
     finally:
         engine.dispose()
         app.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+        db.drop_schema(name)

@@ -50,6 +50,36 @@ class Database:
     app_url: URL
     extensions: frozenset[str]
 
+    def create_schema(self, prefix: str = "t") -> str:
+        """Create a fresh schema ``<prefix>_<hex>`` that the app role may use; return its name."""
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        with _admin(self.server, self.name) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+            grant_app_access(conn, self.app_role, name)
+        return name
+
+    def drop_schema(self, name: str, *, terminate: str | None = None) -> None:
+        """Drop schema ``name`` with everything in it.
+
+        ``terminate``: an ``application_name`` whose other sessions are ended first, so a
+        transaction left open cannot block the drop.
+        """
+        with _admin(self.server, self.name) as conn:
+            if terminate:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                    [terminate],
+                )
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+    @staticmethod
+    def search_path_args(schema: str, **extra: str) -> dict[str, str]:
+        """``connect_args`` that put ``schema`` first on the search_path, then ``public``."""
+        if not schema.replace("_", "").isalnum():
+            raise ValueError(f"schema name {schema!r} is not one create_schema() made")
+        return {"options": f"-c search_path={schema},public", **extra}
+
 
 @dataclass
 class _ServerState:
@@ -222,6 +252,10 @@ _resolver: Resolver | None = None
 def get_resolver(url: str | None = None, notify: Callable[[str], None] | None = None) -> Resolver:
     """The process-wide resolver (created on first use, closed at interpreter exit)."""
     global _resolver
+    if _resolver is not None and not _resolver._closed and url is None:
+        if notify is not None:
+            _resolver.notify = notify
+        return _resolver  # whatever it was made with (e.g. pytest's --pg-url)
     url = url or os.environ.get("PGPATTERNS_DATABASE_URL") or None
     if _resolver is None or _resolver._closed:
         _resolver = Resolver(url, notify)
