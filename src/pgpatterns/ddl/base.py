@@ -1,0 +1,261 @@
+"""Shared base of every schema object kind: identity, dependencies, DDL elements, rendering.
+
+Example:
+    >>> from pgpatterns.ddl import Extension
+    >>> Extension("pg_trgm").sql()
+    'CREATE EXTENSION IF NOT EXISTS pg_trgm'
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+from sqlalchemy import Connection, Table, literal
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+from pgpatterns.errors import DDLOptionError
+
+__all__ = [
+    "OWNER_KEY",
+    "CreateSchemaObject",
+    "DropSchemaObject",
+    "Identity",
+    "SchemaObject",
+]
+
+OWNER_KEY = "pgpatterns.ddl.owner"
+"""``Table.info`` key under which a view/partition's table-like points back to its object."""
+
+
+class Identity(NamedTuple):
+    """What makes two declarations the same database object (used for collision checks)."""
+
+    kind: str
+    schema: str | None
+    name: str
+    table: str | None = None
+
+
+@dataclass(eq=False)
+class SchemaObject:
+    """A database object that is not a table, declared in Python and rendered as DDL.
+
+    Example:
+        >>> from pgpatterns.ddl import Extension
+        >>> Extension("ltree").identity
+        Identity(kind='extension', schema=None, name='ltree', table=None)
+
+    Subclasses implement :meth:`render_create` / :meth:`render_drop` (one string per
+    statement, identifiers quoted through ``compiler.preparer``) and the catalog reads.
+    """
+
+    kind: ClassVar[str] = "object"
+    phase: ClassVar[str] = "after"  # "before": created before the tables (extensions)
+
+    name: str
+    schema: str | None = field(default=None, kw_only=True)
+    depends_on: Sequence[SchemaObject | Table] = field(default=(), kw_only=True)
+    keep_on_drop: bool = field(default=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "\x00" in self.name:
+            raise DDLOptionError(
+                f"{type(self).__name__} name {self.name!r} is invalid: PostgreSQL needs a "
+                "non-empty identifier without NUL characters; pass a plain string name."
+            )
+        self.depends_on = tuple(self.depends_on)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check option combinations; raise :class:`DDLOptionError` before any SQL is sent."""
+
+    @property
+    def identity(self) -> Identity:
+        """``(kind, schema, name, table)``: two attached objects may not share it."""
+        return Identity(self.kind, self.schema, self.name)
+
+    def implicit_dependencies(self) -> list[SchemaObject | Table]:
+        """Dependencies inferred from the declaration (function of a trigger, ...)."""
+        return []
+
+    def dependencies(self) -> list[SchemaObject]:
+        """Every schema object this one needs, explicit and inferred (tables excluded)."""
+        found: list[SchemaObject] = []
+        for dep in (*self.depends_on, *self.implicit_dependencies()):
+            obj = dep if isinstance(dep, SchemaObject) else dep.info.get(OWNER_KEY)
+            if isinstance(obj, SchemaObject) and obj is not self and obj not in found:
+                found.append(obj)
+        return found
+
+    def describe(self) -> str:
+        """A short human label such as ``view "app"."totals"``."""
+        where = f"{self.schema}." if self.schema else ""
+        return f"{self.kind} {where}{self.name}"
+
+    # -- rendering -----------------------------------------------------------------------
+    def render_create(self, compiler: DDLCompiler) -> list[str]:
+        raise NotImplementedError
+
+    def render_drop(self, compiler: DDLCompiler) -> list[str]:
+        raise NotImplementedError
+
+    def create_ddl(self) -> list[ExecutableDDLElement]:
+        """The statements that create the object, in order (usually one)."""
+        return [CreateSchemaObject(self, i) for i in range(self.statement_count("create"))]
+
+    def drop_ddl(self) -> list[ExecutableDDLElement]:
+        """The statements that drop the object, in order."""
+        return [DropSchemaObject(self, i) for i in range(self.statement_count("drop"))]
+
+    def statement_count(self, action: str) -> int:
+        """How many statements :meth:`render_create` (``"create"``) or ``"drop"`` return."""
+        return 1
+
+    def sql(self, dialect: Dialect | None = None, *, drop: bool = False) -> str:
+        """The CREATE (or DROP) text for a migration, statements separated by ``;\\n``."""
+        dialect = dialect or pg_dialect()
+        elements = self.drop_ddl() if drop else self.create_ddl()
+        return ";\n".join(str(e.compile(dialect=dialect)).strip() for e in elements)
+
+    # -- catalog -------------------------------------------------------------------------
+    def exists(self, conn: Connection) -> bool:
+        raise NotImplementedError
+
+    def reflect_diff(self, conn: Connection) -> list[str]:
+        """Differences between the declaration and the catalog; ``[]`` means in sync."""
+        raise NotImplementedError
+
+    def _missing(self) -> list[str]:
+        return [f"{self.describe()} does not exist in the database"]
+
+
+class _SchemaDDL(ExecutableDDLElement):
+    action: ClassVar[str] = "create"
+
+    def __init__(self, obj: SchemaObject, index: int = 0) -> None:
+        self.obj = obj
+        self.index = index
+
+
+class CreateSchemaObject(_SchemaDDL):
+    """The n-th CREATE statement of a :class:`SchemaObject` (an executable DDL element)."""
+
+
+class DropSchemaObject(_SchemaDDL):
+    """The n-th DROP statement of a :class:`SchemaObject` (an executable DDL element)."""
+
+    action = "drop"
+
+
+@compiles(CreateSchemaObject, "postgresql")
+def _compile_create(element: CreateSchemaObject, compiler: DDLCompiler, **kw: Any) -> str:
+    return element.obj.render_create(compiler)[element.index]
+
+
+@compiles(DropSchemaObject, "postgresql")
+def _compile_drop(element: DropSchemaObject, compiler: DDLCompiler, **kw: Any) -> str:
+    return element.obj.render_drop(compiler)[element.index]
+
+
+# -- helpers shared by the kinds ---------------------------------------------------------
+def pg_dialect() -> Dialect:
+    """A PostgreSQL dialect for rendering DDL text outside a connection.
+
+    ``named`` paramstyle: the text is exactly what PostgreSQL runs (no ``%%`` doubling).
+    """
+    return postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+
+
+def qualified(compiler: DDLCompiler, name: str, schema: str | None) -> str:
+    """``"schema"."name"`` quoted by the dialect's preparer."""
+    prep = compiler.preparer
+    return f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else prep.quote(name)
+
+
+def regname(name: str, schema: str | None) -> str:
+    """The quoted name as a *value* for ``to_regclass(:name)`` (passed as a bind parameter).
+
+    Always quoted (exact case), never percent-doubled: it is data, not statement text.
+    """
+
+    def quote(ident: str) -> str:
+        return '"' + ident.replace('"', '""') + '"'
+
+    return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+
+def raw_text(compiler: DDLCompiler, sql: str) -> str:
+    """Verbatim text (a function body) escaped for the driver's paramstyle (``%`` → ``%%``)."""
+    post_process: Any = compiler.sql_compiler.post_process_text
+    return str(post_process(sql))
+
+
+def expression_sql(compiler: DDLCompiler, expr: ClauseElement) -> str:
+    """A SQL expression compiled with literal values inlined (DDL takes no parameters)."""
+    process: Any = compiler.sql_compiler.process
+    return str(process(expr, literal_binds=True, include_table=True))
+
+
+def literal_sql(compiler: DDLCompiler, value: object) -> str:
+    """One Python value rendered as a SQL literal through the dialect."""
+    return expression_sql(compiler, literal(value))
+
+
+# words allowed after the first in multi-word type names ("double precision", ...)
+_TYPE_WORDS = frozenset({"precision", "varying", "with", "without", "time", "zone"})
+_TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?(\[\])*$")
+
+
+def type_sql(dialect: Dialect, type_: TypeEngine[Any] | type[TypeEngine[Any]] | str) -> str:
+    """A SQLAlchemy type compiled by the dialect, or a validated type name string."""
+    if isinstance(type_, str):
+        return type_
+    return str(dialect.type_compiler_instance.process(_instance(type_)))
+
+
+def _instance(type_: TypeEngine[Any] | type[TypeEngine[Any]]) -> TypeEngine[Any]:
+    return type_() if isinstance(type_, type) else type_
+
+
+def check_type(owner: str, type_: object) -> None:
+    """Reject a type string that is not a plain type name (it would be raw SQL)."""
+    if isinstance(type_, TypeEngine) or (isinstance(type_, type) and issubclass(type_, TypeEngine)):
+        return
+    if isinstance(type_, str) and _TYPE_NAME.match(type_):
+        words = type_.split("(")[0].split()
+        if words and words[0].lower() == "setof":
+            words = words[1:]
+        if words and all(w.lower() in _TYPE_WORDS for w in words[1:]):
+            return
+    raise DDLOptionError(
+        f"{owner}: type {type_!r} is not a plain type name; type strings are pasted into "
+        "DDL, so only names like 'integer', 'numeric(10, 2)' or 'text[]' are accepted. "
+        "Pass a SQLAlchemy type (e.g. sqlalchemy.Integer()) instead."
+    )
+
+
+def check_choice(owner: str, option: str, value: str, choices: Iterable[str]) -> str:
+    """Lower-case ``value`` and make sure it is one of ``choices``."""
+    allowed = tuple(choices)
+    low = value.lower() if isinstance(value, str) else value
+    if low not in allowed:
+        raise DDLOptionError(
+            f"{owner}: {option}={value!r} is not supported: PostgreSQL accepts only "
+            f"{', '.join(map(repr, allowed))}; pass one of those."
+        )
+    return str(low)
+
+
+def temp_name(prefix: str = "pgp_tmp") -> str:
+    """A throw-away identifier for catalog comparisons inside a rolled-back savepoint."""
+    return f"{prefix}_{secrets.token_hex(6)}"

@@ -1,0 +1,154 @@
+"""``CREATE POLICY``: a row-level security policy on a table.
+
+Example:
+    >>> from sqlalchemy import Column, Integer, MetaData, Table
+    >>> from pgpatterns.ddl import Policy
+    >>> docs = Table("docs", MetaData(), Column("id", Integer), Column("owner", Integer))
+    >>> print(Policy("own", docs, using=docs.c.owner == 7).sql())
+    CREATE POLICY own ON docs AS PERMISSIVE FOR ALL TO public USING (docs.owner = 7)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import Connection, Table, text
+from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+
+from pgpatterns.ddl.base import (
+    Identity,
+    SchemaObject,
+    check_choice,
+    expression_sql,
+    regname,
+    temp_name,
+)
+from pgpatterns.ddl.rls import check_table
+from pgpatterns.errors import DDLOptionError
+
+__all__ = ["Policy"]
+
+COMMANDS = ("all", "select", "insert", "update", "delete")
+
+
+@dataclass(eq=False)
+class Policy(SchemaObject):
+    """A row-level security policy on ``table``.
+
+    Example:
+        >>> from sqlalchemy import Column, Integer, MetaData, Table
+        >>> docs = Table("docs", MetaData(), Column("owner", Integer))
+        >>> Policy("p", docs, command="select", with_check=docs.c.owner == 1)
+        Traceback (most recent call last):
+        ...
+        pgpatterns.errors.DDLOptionError: Policy 'p': a SELECT policy takes no with_check: ...
+
+    ``using`` filters the rows a command sees; ``with_check`` validates rows written.
+    Expressions are compiled with literal values inlined. Depends on the table's
+    :class:`RowLevelSecurity` when that is attached to the same MetaData.
+    """
+
+    kind: ClassVar[str] = "policy"
+
+    table: Table
+    command: str = field(default="all", kw_only=True)
+    to: Sequence[str] = field(default=("public",), kw_only=True)
+    using: ColumnElement[Any] | None = field(default=None, kw_only=True)
+    with_check: ColumnElement[Any] | None = field(default=None, kw_only=True)
+    permissive: bool = field(default=True, kw_only=True)
+
+    def validate(self) -> None:
+        owner = f"Policy {self.name!r}"
+        check_table(owner, self.table)
+        self.command = check_choice(owner, "command", self.command, COMMANDS)
+        if self.command == "select" and self.with_check is not None:
+            raise DDLOptionError(
+                f"{owner}: a SELECT policy takes no with_check: it only filters rows that "
+                "are read; move the condition to using=."
+            )
+        if self.command in ("insert",) and self.using is not None:
+            raise DDLOptionError(
+                f"{owner}: an INSERT policy takes no using: there are no existing rows to "
+                "filter; move the condition to with_check=."
+            )
+        if self.command == "delete" and self.with_check is not None:
+            raise DDLOptionError(
+                f"{owner}: a DELETE policy takes no with_check: no new row is written; "
+                "move the condition to using=."
+            )
+        if isinstance(self.to, str):
+            self.to = (self.to,)
+        self.to = tuple(self.to)
+        if not self.to:
+            raise DDLOptionError(f"{owner}: to= is empty; pass role names or ['public'].")
+        self.schema = self.table.schema
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.kind, self.schema, self.name, self.table.name)
+
+    def implicit_dependencies(self) -> list[SchemaObject | Table]:
+        return [self.table]  # attach() adds the table's RowLevelSecurity when attached
+
+    def describe(self) -> str:
+        return f"policy {self.name} on {self.table.fullname}"
+
+    def render_create(self, compiler: DDLCompiler) -> list[str]:
+        prep = compiler.preparer
+        roles = ", ".join(r if r.lower() == "public" else prep.quote(r) for r in self.to)
+        parts = [
+            f"CREATE POLICY {prep.quote(self.name)} ON {prep.format_table(self.table)}",
+            f"AS {'PERMISSIVE' if self.permissive else 'RESTRICTIVE'}",
+            f"FOR {self.command.upper()} TO {roles}",
+        ]
+        if self.using is not None:
+            parts.append(f"USING ({expression_sql(compiler, self.using)})")
+        if self.with_check is not None:
+            parts.append(f"WITH CHECK ({expression_sql(compiler, self.with_check)})")
+        return [" ".join(parts)]
+
+    def render_drop(self, compiler: DDLCompiler) -> list[str]:
+        prep = compiler.preparer
+        return [f"DROP POLICY IF EXISTS {prep.quote(self.name)} ON {prep.format_table(self.table)}"]
+
+    def _catalog(self, conn: Connection) -> dict[str, Any] | None:
+        row = (
+            conn.execute(
+                text(
+                    "SELECT p.polcmd AS command, p.polpermissive AS permissive,"
+                    " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END"
+                    "       FROM unnest(p.polroles) r ORDER BY 1) AS roles,"
+                    " pg_get_expr(p.polqual, p.polrelid) AS using,"
+                    " pg_get_expr(p.polwithcheck, p.polrelid) AS with_check"
+                    " FROM pg_policy p WHERE p.polrelid = to_regclass(:t) AND p.polname = :n"
+                ),
+                {"t": regname(self.table.name, self.table.schema), "n": self.name},
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else dict(row)
+
+    def exists(self, conn: Connection) -> bool:
+        return self._catalog(conn) is not None
+
+    def reflect_diff(self, conn: Connection) -> list[str]:
+        actual = self._catalog(conn)
+        if actual is None:
+            return self._missing()
+        with conn.begin_nested() as sp:
+            twin = dataclasses.replace(self, name=temp_name(), depends_on=())
+            conn.execute(twin.create_ddl()[0])
+            expected = twin._catalog(conn)
+            sp.rollback()
+        assert expected is not None
+        return [
+            f"{self.describe()}: {key} is {actual[key]!r} in the database, "
+            f"declared {expected[key]!r}"
+            for key in expected
+            if actual[key] != expected[key]
+        ]
