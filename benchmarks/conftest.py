@@ -56,11 +56,23 @@ def record(
     rows: int,
     scale: Scale,
     plan: str = "",
+    slower_by_at_least: float | None = None,
+    pattern_within: float | None = None,
     **extra: Any,
 ) -> None:
-    """Label a benchmark case for the report (call it before ``benchmark.pedantic``)."""
+    """Label a benchmark case for the report (call it before ``benchmark.pedantic``).
+
+    Targets from the issues are declared on the case they compare the pattern with, and the
+    report marks each as met or missed: ``slower_by_at_least=5`` (this case's median is at
+    least 5x the pattern's) or ``pattern_within=1.2`` (the pattern's median is at most 1.2x
+    this case's).
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    if slower_by_at_least is not None:
+        extra["target_slower_by_at_least"] = slower_by_at_least
+    if pattern_within is not None:
+        extra["target_pattern_within"] = pattern_within
     suite = question.split(":", 1)[0]
     benchmark.group = question
     benchmark.name = case

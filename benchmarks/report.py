@@ -49,6 +49,20 @@ def _ratio(row: dict[str, Any], pattern: dict[str, Any] | None) -> str:
     return f"{row['median_ms'] / pattern['median_ms']:.2f}x"
 
 
+def _target(row: dict[str, Any], pattern: dict[str, Any] | None) -> str:
+    """The case's declared target, and whether this run met it."""
+    extra = row["extra"]
+    if pattern is None or not pattern["median_ms"] or not row["median_ms"]:
+        return ""
+    if "target_slower_by_at_least" in extra:
+        want, got = extra["target_slower_by_at_least"], row["median_ms"] / pattern["median_ms"]
+        return f"{'met' if got >= want else 'MISSED'}: at least {want:g}x slower"
+    if "target_pattern_within" in extra:
+        want, got = extra["target_pattern_within"], pattern["median_ms"] / row["median_ms"]
+        return f"{'met' if got <= want else 'MISSED'}: pattern within {want:g}x ({got:.2f}x)"
+    return ""
+
+
 def _questions(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -110,15 +124,15 @@ def render(runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:
                 "",
                 f"### `{question}`",
                 "",
-                "| case | role | median ms | min ms | max ms | rows | x pattern | plan |",
-                "|---|---|---:|---:|---:|---:|---:|---|",
+                "| case | role | median ms | min ms | max ms | rows | x pattern | target | plan |",
+                "|---|---|---:|---:|---:|---:|---:|---|---|",
             ]
             for c in cases:
                 plan = str(c["extra"].get("plan", "")).replace("|", "\\|")
                 lines.append(
                     f"| {c['case']} | {c['role']} | {c['median_ms']:.2f} | {c['min_ms']:.2f} | "
                     f"{c['max_ms']:.2f} | {c['rows'] if c['rows'] is not None else ''} | "
-                    f"{_ratio(c, pattern)} | {plan} |"
+                    f"{_ratio(c, pattern)} | {_target(c, pattern)} | {plan} |"
                 )
             image = _plot(question, scale, cases) if len(cases) >= 2 else None
             if image:
