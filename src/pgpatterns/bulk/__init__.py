@@ -1,6 +1,6 @@
 """Bulk loading through PostgreSQL's ``COPY ... FROM STDIN`` (psycopg 3), sync and async.
 
-Example:
+Examples:
     >>> from pgpatterns.bulk import copy_rows
     >>> with engine.begin() as conn:  # doctest: +SKIP
     ...     copy_rows(conn, Item, ({"id": i, "name": f"item {i}"} for i in range(1_000_000)))
@@ -64,7 +64,7 @@ def copy_rows(
 ) -> int:
     """Load rows into a table with ``COPY ... FROM STDIN``, streaming them.
 
-    Example:
+    Examples:
         >>> rows = ({"id": i, "embedding": [i, 0.5, 1.0]} for i in range(100_000))
         >>> copy_rows(session, Item, rows)  # doctest: +SKIP
         100000
@@ -130,7 +130,7 @@ async def copy_rows_async(
 ) -> int:
     """Async twin of :func:`copy_rows`, for an ``AsyncConnection`` or ``AsyncSession``.
 
-    Example:
+    Examples:
         >>> await copy_rows_async(async_session, Item, [(1, "a"), (2, "b")])  # doctest: +SKIP
         2
 

@@ -1,6 +1,6 @@
 """Schema objects beyond tables — the one way pgpatterns declares them.
 
-Example:
+Examples:
     >>> from sqlalchemy import Column, Integer, MetaData, Table, select
     >>> from pgpatterns.ddl import View, attach
     >>> metadata = MetaData()

@@ -1,6 +1,6 @@
 """Shared base of every schema object kind: identity, dependencies, DDL elements, rendering.
 
-Example:
+Examples:
     >>> from pgpatterns.ddl import Extension
     >>> Extension("pg_trgm").sql()
     'CREATE EXTENSION IF NOT EXISTS pg_trgm'
@@ -50,7 +50,7 @@ class Identity(NamedTuple):
 class SchemaObject:
     """A database object that is not a table, declared in Python and rendered as DDL.
 
-    Example:
+    Examples:
         >>> from pgpatterns.ddl import Extension
         >>> Extension("ltree").identity
         Identity(kind='extension', schema=None, name='ltree', table=None)

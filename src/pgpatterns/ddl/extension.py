@@ -1,6 +1,6 @@
 """``CREATE EXTENSION IF NOT EXISTS``: an extension the schema needs.
 
-Example:
+Examples:
     >>> from pgpatterns.ddl import Extension
     >>> Extension("pg_trgm", schema="public").sql()
     'CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public'
@@ -23,7 +23,7 @@ __all__ = ["Extension"]
 class Extension(SchemaObject):
     """A PostgreSQL extension, created before the tables (their columns may use its types).
 
-    Example:
+    Examples:
         >>> Extension("vector").sql(drop=True)
         'DROP EXTENSION IF EXISTS vector'
 

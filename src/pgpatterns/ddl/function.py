@@ -1,6 +1,6 @@
 """``CREATE FUNCTION``: SQL or PL/pgSQL functions, including trigger functions.
 
-Example:
+Examples:
     >>> from pgpatterns.ddl import Function
     >>> print(Function("one", returns="integer", body="SELECT 1").sql())
     CREATE FUNCTION one() RETURNS integer LANGUAGE sql VOLATILE AS $fn$SELECT 1$fn$
@@ -38,7 +38,7 @@ VOLATILITIES = ("volatile", "stable", "immutable")
 def dollar_quote(body: str) -> str:
     """``body`` as a dollar-quoted literal whose tag cannot occur inside it.
 
-    Example:
+    Examples:
         >>> dollar_quote("SELECT '$fn$'")
         "$fn1$SELECT '$fn$'$fn1$"
     """
@@ -55,7 +55,7 @@ def dollar_quote(body: str) -> str:
 class Function(SchemaObject):
     """A function whose source (``body``) you write; ``returns="trigger"`` for triggers.
 
-    Example:
+    Examples:
         >>> f = Function("add", args=[("a", "integer"), ("b", "integer")],
         ...              returns="integer", body="SELECT a + b", volatility="immutable")
         >>> f.sql().startswith('CREATE FUNCTION add(a integer, b integer) RETURNS integer')

@@ -1,6 +1,6 @@
 """``CREATE MATERIALIZED VIEW`` with its indexes.
 
-Example:
+Examples:
     >>> from sqlalchemy import column, select, table
     >>> from pgpatterns.ddl import MaterializedView
     >>> mv = MaterializedView("ids", select(table("t", column("id"))))
@@ -29,7 +29,7 @@ __all__ = ["MaterializedView"]
 class MaterializedView(ViewBase):
     """A materialized view, created together with its indexes.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import select, table, column
         >>> t = table("t", column("id"))
         >>> mv = MaterializedView("mv", select(t.c.id), indexes=[("mv_id", ["id"], True)])

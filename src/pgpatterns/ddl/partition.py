@@ -1,6 +1,6 @@
 """``CREATE TABLE ... PARTITION OF``: partitions of a partitioned table.
 
-Example:
+Examples:
     >>> from sqlalchemy import Column, Date, MetaData, Table
     >>> from pgpatterns.ddl import Partition
     >>> events = Table("events", MetaData(), Column("day", Date),
@@ -51,7 +51,7 @@ class Partition(SchemaObject):
     """One partition of ``parent_table``; give exactly one of ``range_``, ``list_``,
     ``hash_`` or ``default=True``.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import MetaData, Table
         >>> Partition("p", Table("events", MetaData()), range_=(1, 2), default=True)
         Traceback (most recent call last):

@@ -1,6 +1,6 @@
 """``CREATE POLICY``: a row-level security policy on a table.
 
-Example:
+Examples:
     >>> from sqlalchemy import Column, Integer, MetaData, Table
     >>> from pgpatterns.ddl import Policy
     >>> docs = Table("docs", MetaData(), Column("id", Integer), Column("owner", Integer))
@@ -39,7 +39,7 @@ COMMANDS = ("all", "select", "insert", "update", "delete")
 class Policy(SchemaObject):
     """A row-level security policy on ``table``.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, Integer, MetaData, Table
         >>> docs = Table("docs", MetaData(), Column("owner", Integer))
         >>> Policy("p", docs, command="select", with_check=docs.c.owner == 1)

@@ -1,6 +1,6 @@
 """Attach schema objects to a ``MetaData``: created after its tables, dropped before them.
 
-Example:
+Examples:
     >>> from sqlalchemy import MetaData
     >>> from pgpatterns.ddl import Extension, attach, attached
     >>> metadata = MetaData()
@@ -34,7 +34,7 @@ def attached(metadata: MetaData) -> list[SchemaObject]:
 def attach(metadata: MetaData, *objects: SchemaObject) -> None:
     """Register ``objects`` so ``metadata.create_all``/``drop_all`` create and drop them.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import MetaData
         >>> from pgpatterns.ddl import Function
         >>> attach(MetaData(), Function("f", returns="int", body="SELECT 1"),
@@ -132,7 +132,7 @@ def drop_all(conn: Connection, *objects: SchemaObject, checkfirst: bool = False)
 def diff(conn: Connection, target: MetaData | Iterable[SchemaObject]) -> list[str]:
     """Differences between declared objects and the database; ``[]`` means in sync.
 
-    Example:
+    Examples:
         >>> diff(conn, metadata)  # doctest: +SKIP
         ['view v: options are [] in the database, declared ["security_invoker=true"]']
     """

@@ -1,6 +1,6 @@
 """Row-level security: ``ALTER TABLE ... ENABLE ROW LEVEL SECURITY`` (see also ``Policy``).
 
-Example:
+Examples:
     >>> from sqlalchemy import Column, Integer, MetaData, Table, func
     >>> from pgpatterns.ddl import RowLevelSecurity
     >>> docs = Table("docs", MetaData(), Column("id", Integer), Column("owner", Integer))
@@ -37,7 +37,7 @@ def check_table(owner: str, table: object) -> Table:
 class RowLevelSecurity(SchemaObject):
     """Turn row-level security on for ``table``; ``force`` makes it apply to the owner too.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import MetaData, Table
         >>> RowLevelSecurity(Table("docs", MetaData()), force=False).sql(drop=True)
         'ALTER TABLE docs DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY'

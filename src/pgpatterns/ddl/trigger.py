@@ -1,6 +1,6 @@
 """``CREATE TRIGGER``: run a trigger :class:`~pgpatterns.ddl.Function` on table events.
 
-Example:
+Examples:
     >>> from sqlalchemy import Column, DateTime, Integer, MetaData, Table
     >>> from pgpatterns.ddl import Function, Trigger
     >>> items = Table("items", MetaData(), Column("id", Integer), Column("at", DateTime))
@@ -40,7 +40,7 @@ EVENTS = ("insert", "update", "delete", "truncate")
 def new(name: str) -> ColumnClause[Any]:
     """``NEW.<name>`` for a trigger's ``when`` condition.
 
-    Example:
+    Examples:
         >>> print(new("price").is_distinct_from(old("price")))
         "new".price IS DISTINCT FROM "old".price
     """
@@ -56,7 +56,7 @@ def old(name: str) -> ColumnClause[Any]:
 class Trigger(SchemaObject):
     """A trigger on ``table`` calling ``function`` (a :class:`Function` returning trigger).
 
-    Example:
+    Examples:
         >>> from sqlalchemy import MetaData, Table
         >>> fn = Function("f", returns="trigger", language="plpgsql", body="BEGIN END")
         >>> Trigger("t", Table("x", MetaData()), fn, timing="sometimes")

@@ -1,6 +1,6 @@
 """``CREATE VIEW`` over a SQLAlchemy selectable.
 
-Example:
+Examples:
     >>> from sqlalchemy import Column, Integer, MetaData, Table, select
     >>> from pgpatterns.ddl import View
     >>> t = Table("t", MetaData(), Column("id", Integer), Column("n", Integer))
@@ -138,7 +138,7 @@ class ViewBase(SchemaObject):
 class View(ViewBase):
     """A view; ``view.table`` is selectable and can feed other views.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import select, table, column
         >>> View("v", select(table("t", column("id"))), check_option="sideways")
         Traceback (most recent call last):

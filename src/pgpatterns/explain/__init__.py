@@ -1,6 +1,6 @@
 """Plan inspection: prove that a query shape hits the index it was designed for.
 
-Example:
+Examples:
     >>> from pgpatterns.explain import explain, has_seq_scan, uses_index
     >>> plan = explain(session, select(Item).where(Item.code == "c42"))  # doctest: +SKIP
     >>> uses_index(plan, "items_code_idx"), has_seq_scan(plan, "items")  # doctest: +SKIP

@@ -17,7 +17,7 @@ _AGGREGATE = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate", "Mixed": "M
 class Plan:
     """A parsed ``EXPLAIN (FORMAT JSON)`` result; ``str(plan)`` is :func:`plan_summary`.
 
-    Example:
+    Examples:
         >>> plan = Plan({"Plan": {"Node Type": "Seq Scan", "Relation Name": "items",
         ...                       "Plan Rows": 20000}})
         >>> plan.root["Node Type"], plan.execution_time
@@ -63,7 +63,7 @@ class Plan:
 def nodes(plan: Plan) -> Iterator[Mapping[str, Any]]:
     """Every plan node, depth first in tree order, InitPlan and SubPlan children included.
 
-    Example:
+    Examples:
         >>> plan = Plan({"Plan": {"Node Type": "Limit", "Plans": [
         ...     {"Node Type": "Seq Scan", "Relation Name": "items"}]}})
         >>> [node["Node Type"] for node in nodes(plan)]
@@ -79,7 +79,7 @@ def nodes(plan: Plan) -> Iterator[Mapping[str, Any]]:
 def scan_types(plan: Plan) -> list[str]:
     """The ``"Node Type"`` of every node (not only scans), in tree order.
 
-    Example:
+    Examples:
         >>> scan_types(Plan({"Plan": {"Node Type": "Bitmap Heap Scan", "Plans": [
         ...     {"Node Type": "Bitmap Index Scan", "Index Name": "items_tags_idx"}]}}))
         ['Bitmap Heap Scan', 'Bitmap Index Scan']
@@ -90,7 +90,7 @@ def scan_types(plan: Plan) -> list[str]:
 def uses_index(plan: Plan, name: str) -> bool:
     """Whether any node (Index, Index Only or Bitmap Index Scan) reads index ``name``.
 
-    Example:
+    Examples:
         >>> uses_index(Plan({"Plan": {"Node Type": "Bitmap Index Scan",
         ...                          "Index Name": "items_tags_idx"}}), "items_tags_idx")
         True
@@ -104,7 +104,7 @@ def uses_index(plan: Plan, name: str) -> bool:
 def has_seq_scan(plan: Plan, table: str | None = None) -> bool:
     """Whether the plan has a Seq Scan (parallel or not), on ``table`` when given.
 
-    Example:
+    Examples:
         >>> plan = Plan({"Plan": {"Node Type": "Seq Scan", "Relation Name": "items"}})
         >>> has_seq_scan(plan), has_seq_scan(plan, "items"), has_seq_scan(plan, "orders")
         (True, True, False)
@@ -122,7 +122,7 @@ def has_seq_scan(plan: Plan, table: str | None = None) -> bool:
 def plan_summary(plan: Plan) -> str:
     """One line: the nodes in tree order, top-node rows, execution time and buffers.
 
-    Example:
+    Examples:
         >>> plan_summary(Plan({
         ...     "Plan": {"Node Type": "Limit", "Plan Rows": 10, "Actual Rows": 10.0,
         ...              "Shared Hit Blocks": 12, "Shared Read Blocks": 0, "Plans": [

@@ -73,7 +73,7 @@ def explain_stmt(
 ) -> Executable:
     """Wrap a statement in ``EXPLAIN (FORMAT JSON, ...)``, keeping its bind parameters.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import column, select, table
         >>> from sqlalchemy.dialects import postgresql
         >>> items = table("items", column("code"))
@@ -104,7 +104,7 @@ def explain(
 ) -> Plan:
     """Explain a statement in the caller's transaction and return its parsed plan.
 
-    Example:
+    Examples:
         >>> plan = explain(  # doctest: +SKIP
         ...     session,
         ...     select(Item).where(Item.category < 3),
@@ -179,7 +179,7 @@ async def explain_async(
 ) -> Plan:
     """The asyncio twin of :func:`explain`, for ``AsyncConnection`` and ``AsyncSession``.
 
-    Example:
+    Examples:
         >>> stmt = select(Item).where(Item.code == "c42")  # doctest: +SKIP
         >>> uses_index(await explain_async(session, stmt), "items_code_idx")  # doctest: +SKIP
         True

@@ -1,6 +1,6 @@
 """A real PostgreSQL to test and benchmark against.
 
-Example:
+Examples:
     >>> from pgpatterns.testing import get_resolver
     >>> db = get_resolver().database(require=["vector"])  # doctest: +SKIP
     >>> engine = sqlalchemy.create_engine(db.url)  # doctest: +SKIP
