@@ -8,15 +8,59 @@ can catch one family at a time.
 from __future__ import annotations
 
 __all__ = [
+    "ArrayError",
+    "AssociationError",
     "BulkLoadError",
+    "ColumnError",
+    "ConstraintError",
     "DDLDependencyError",
     "DDLError",
     "DDLNameError",
     "DDLOptionError",
     "DatabaseUnavailableError",
+    "DefaultPartitionConflictError",
+    "DenormalizeError",
     "ExplainError",
+    "GeoCoordinateError",
+    "GeoError",
+    "GeoIndexError",
+    "GeoSRIDError",
+    "IndexDefinitionError",
+    "IndexUsageError",
+    "JsonbError",
+    "JsonbOperatorClassError",
+    "JsonbPathError",
+    "JsonbSchemaError",
+    "JsonbSchemaViolationError",
     "MissingExtensionError",
+    "OverlapError",
+    "PartitionBoundsError",
+    "PartitionError",
+    "PartitionKeyError",
+    "PartitionRetentionError",
+    "PartmanError",
     "PatternError",
+    "PolymorphicError",
+    "PolymorphicIntegrityError",
+    "RLSContextError",
+    "RLSError",
+    "RLSExpressionError",
+    "RLSPolicyError",
+    "RLSViewError",
+    "ReadOnlyViewError",
+    "TreeCycleError",
+    "TreeError",
+    "TreeNodeNotFoundError",
+    "TreeOptionError",
+    "TreeScopeError",
+    "UnknownLinkTargetError",
+    "VectorError",
+    "VectorQueryError",
+    "VectorSpecError",
+    "ViewError",
+    "ViewRefreshError",
+    "ViewReplaceError",
+    "ViewScheduleError",
 ]
 
 
@@ -55,3 +99,204 @@ class DDLOptionError(DDLError):
 
 class ExplainError(PatternError):
     """A plan could not be produced or read by :mod:`pgpatterns.explain`."""
+
+
+class GeoError(PatternError):
+    """A :mod:`pgpatterns.geo` helper got an argument it cannot use (negative distance,
+    ``k <= 0``, a column that is not spatial, a distance in meters on a degree column)."""
+
+
+class GeoCoordinateError(GeoError):
+    """A coordinate or shape is invalid: out of range, swapped (lat, lon), NaN, or not valid."""
+
+
+class GeoSRIDError(GeoError):
+    """A query geometry's SRID differs from the column's, or is missing."""
+
+
+class GeoIndexError(GeoError):
+    """A spatial column is declared with no spatial index or with more than one."""
+
+
+class RLSError(PatternError):
+    """Row-level security (:mod:`pgpatterns.rls`) is declared or used wrongly."""
+
+
+class RLSExpressionError(RLSError):
+    """A policy expression builder got an expression it cannot make fast or safe."""
+
+
+class RLSPolicyError(RLSError):
+    """A policy is declared wrongly: no roles, a role that does not exist, RLS not enabled."""
+
+
+class RLSContextError(RLSError):
+    """Request context (tenant/user settings) set outside a transaction or with a bad value."""
+
+
+class RLSViewError(RLSError):
+    """A view over row-level-secured tables would bypass their policies."""
+
+
+class AssociationError(PatternError):
+    """A many-to-many from :mod:`pgpatterns.associations` is declared or used wrongly."""
+
+
+class UnknownLinkTargetError(AssociationError):
+    """``link()``/``sync()`` named ids that do not exist; ``missing`` lists them."""
+
+    def __init__(self, message: str, missing: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class TreeError(PatternError):
+    """A tree from :mod:`pgpatterns.trees` was used wrongly (raised before anything is written)."""
+
+
+class TreeOptionError(TreeError):
+    """A tree model or query builder was given an invalid option (``max_depth < 0``, ...)."""
+
+
+class TreeNodeNotFoundError(TreeError):
+    """A node id given to a tree action does not exist (in the given scope)."""
+
+
+class TreeCycleError(TreeError):
+    """A move or insert would make a node its own ancestor (checked in Python and by trigger)."""
+
+
+class TreeScopeError(TreeError):
+    """A node would get a parent from another scope (e.g. another tenant's tree)."""
+
+
+class JsonbError(PatternError):
+    """A :mod:`pgpatterns.jsonb` helper was given a path, value or option it cannot serve."""
+
+
+class JsonbPathError(JsonbError):
+    """A JSON path is malformed, or is not declared in a :class:`JsonbDocument`'s fields."""
+
+
+class JsonbOperatorClassError(JsonbError):
+    """The GIN operator class declared for a JSONB column cannot serve the requested operator."""
+
+
+class JsonbSchemaError(JsonbError):
+    """A JSON Schema uses keywords outside the subset :func:`jsonb_schema_check` compiles."""
+
+
+class JsonbSchemaViolationError(JsonbError):
+    """A document was rejected by a JSON-schema CHECK constraint (the original is __cause__)."""
+
+
+class ArrayError(PatternError):
+    """A :mod:`pgpatterns.arrays` helper was given a column or value it cannot serve."""
+
+
+class IndexUsageError(PatternError):
+    """A statement filters a table with a predicate that none of its indexes can serve."""
+
+
+class VectorError(PatternError):
+    """A :mod:`pgpatterns.vector` helper was declared or called wrongly."""
+
+
+class VectorSpecError(VectorError):
+    """A :class:`~pgpatterns.vector.VectorSpec` combines a metric, storage, index or
+    quantization that pgvector cannot index or query (raised at declaration time)."""
+
+
+class VectorQueryError(VectorError):
+    """A vector search got bad input: wrong dimension, NaN/inf, a zero vector under cosine,
+    ``k <= 0``, ``ef_search < k``; raised before any SQL is sent."""
+
+
+class PolymorphicError(PatternError):
+    """A :mod:`pgpatterns.polymorphic` hierarchy or association is declared or used wrongly
+    (missing identity, unknown discriminator, unregistered target type, two targets)."""
+
+
+class PolymorphicIntegrityError(PolymorphicError):
+    """The database rejected a polymorphic row (a generated CHECK or guard trigger); the
+    original database error is ``__cause__``."""
+
+
+class ColumnError(PatternError):
+    """A :mod:`pgpatterns.columns` type or mixin got a value or option it would lose data on
+    (a float or a fifth decimal place for :class:`~pgpatterns.columns.Money`, ...)."""
+
+
+class ConstraintError(PatternError):
+    """A :mod:`pgpatterns.constraints` factory was given columns or options it cannot use."""
+
+
+class OverlapError(ConstraintError):
+    """A row was rejected by a :func:`~pgpatterns.constraints.no_overlap` EXCLUDE constraint
+    (SQLSTATE 23P01); ``constraint``, ``key`` and ``conflicting`` name the rows involved."""
+
+    def __init__(
+        self, message: str, *, constraint: str | None = None, key: str = "",
+        conflicting: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+        self.key = key
+        self.conflicting = conflicting
+
+
+class IndexDefinitionError(PatternError):
+    """A :mod:`pgpatterns.indexes` factory was given a column, operator class or option that
+    PostgreSQL would reject or silently ignore."""
+
+
+class DenormalizeError(PatternError):
+    """A :mod:`pgpatterns.denormalize` copy or counter is declared wrongly (type mismatch,
+    a foreign key that does not lead to the source, a counter without a default)."""
+
+
+class ViewError(PatternError):
+    """A view or materialized view from :mod:`pgpatterns.views` is declared or used wrongly."""
+
+
+class ReadOnlyViewError(ViewError):
+    """An ORM object mapped onto a view was added, changed or deleted; views are read-only."""
+
+
+class ViewRefreshError(ViewError):
+    """A refresh cannot run as asked (``CONCURRENTLY`` without a unique index on plain
+    columns, a materialized view that does not exist)."""
+
+
+class ViewReplaceError(ViewError):
+    """A materialized view cannot be replaced safely (dependent views, an index that cannot
+    be carried over); raised before anything is created or dropped."""
+
+
+class ViewScheduleError(ViewError):
+    """A refresh cannot be scheduled: pg_cron is missing or elsewhere, or a bad schedule."""
+
+
+class PartitionError(PatternError):
+    """A partitioned table from :mod:`pgpatterns.partitioning` is declared or maintained wrongly."""
+
+
+class PartitionKeyError(PartitionError):
+    """The partition key does not fit the table: a primary key or unique constraint without
+    it, an expression key with unique constraints, an unknown column."""
+
+
+class PartitionBoundsError(PartitionError):
+    """Declared partitions overlap, leave gaps, or have bounds/intervals that do not fit."""
+
+
+class PartitionRetentionError(PartitionError):
+    """Retention would detach or drop a partition that still receives writes (or a bad keep)."""
+
+
+class DefaultPartitionConflictError(PartitionError):
+    """Rows in the default partition fall into a range that a new partition would cover."""
+
+
+class PartmanError(PartitionError):
+    """pg_partman is missing, too old, or cannot take over maintenance of a table."""

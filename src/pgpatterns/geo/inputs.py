@@ -1,0 +1,211 @@
+"""Query geometries from (lon, lat), GeoJSON and shapely, validated before any SQL is sent.
+
+Example:
+    >>> from pgpatterns.geo import from_geojson, point
+    >>> here = point(13.405, 52.52)  # (lon, lat): longitude first, like GeoJSON and PostGIS
+    >>> here.srid
+    4326
+    >>> point(52.52, 113.405)
+    Traceback (most recent call last):
+    ...
+    pgpatterns.errors.GeoCoordinateError: latitude 113.405 is outside [-90, 90] ...
+    >>> zone = from_geojson({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]})
+    >>> zone.srid
+    4326
+
+Every helper returns a GeoAlchemy2 ``WKTElement`` holding EWKT (``SRID=4326;POINT(...)``: the
+SRID travels with the value). The query helpers of :mod:`pgpatterns.geo` bind it as a
+parameter, and it can be assigned to a geography or geometry attribute to be inserted (EWKB
+cannot: GeoAlchemy2 reads geography input with ``ST_GeogFromText``). Points are written with
+Python's shortest round-trip ``repr`` (exact); other shapes with shapely's WKT writer
+(16 significant digits). Coordinates are checked against the ranges of longitude/latitude
+only for the geographic SRIDs in :data:`LONLAT_SRIDS`; projected SRIDs (3857, UTM...) only
+need finite numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import shapely  # type: ignore[import-untyped]  # no stubs (types-shapely)
+from geoalchemy2.elements import WKTElement
+
+from pgpatterns.errors import GeoCoordinateError, GeoError, GeoSRIDError
+
+__all__ = ["LONLAT_SRIDS", "from_geojson", "from_shapely", "point"]
+
+#: SRIDs whose coordinates are (longitude, latitude) in degrees: WGS 84, ETRS89, NAD83,
+#: GDA94, NZGD2000, CGCS2000, SIRGAS 2000, ... Range checks apply to these only.
+LONLAT_SRIDS = frozenset({4326, 4258, 4269, 4283, 4167, 4490, 4617, 4674, 4612, 4019})
+
+
+def check_srid(srid: object) -> int:
+    """``srid`` as a positive int, or :class:`GeoSRIDError`."""
+    if isinstance(srid, bool) or not isinstance(srid, int) or srid <= 0:
+        raise GeoSRIDError(
+            f"srid must be a positive integer such as 4326 (WGS 84 lon/lat), got {srid!r}: "
+            "PostGIS compares geometries only within one spatial reference system."
+        )
+    return srid
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise GeoCoordinateError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+    number = float(value)
+    if not math.isfinite(number):
+        raise GeoCoordinateError(f"{name} must be finite, got {value!r}.")
+    return number
+
+
+def check_lonlat(lon: float, lat: float, what: str = "the point") -> None:
+    """Raise :class:`GeoCoordinateError` unless ``lon`` in [-180, 180] and ``lat`` in [-90, 90].
+
+    Example:
+        >>> check_lonlat(48.85, 2.35)  # Paris given as (lat, lon): plausible, cannot be caught
+        >>> check_lonlat(-33.9, 151.2)
+        Traceback (most recent call last):
+        ...
+        pgpatterns.errors.GeoCoordinateError: latitude 151.2 is outside [-90, 90] ...
+    """
+    swapped = abs(lat) > 90 and abs(lat) <= 180 and abs(lon) <= 90
+    hint = (
+        f" The values look swapped: ({lon}, {lat}) reads as (lat, lon). pgpatterns.geo takes "
+        "longitude first, (lon, lat), like GeoJSON and PostGIS: pass (lat, lon) reversed."
+        if swapped
+        else ""
+    )
+    if not -90 <= lat <= 90:
+        raise GeoCoordinateError(
+            f"latitude {lat} is outside [-90, 90] in {what}.{hint or ' Check the input.'}"
+        )
+    if not -180 <= lon <= 180:
+        raise GeoCoordinateError(
+            f"longitude {lon} is outside [-180, 180] in {what}: wrap it into range "
+            "(e.g. ((lon + 180) % 360) - 180) or check that the SRID is really lon/lat."
+        )
+
+
+def point(lon: float, lat: float, *, srid: int = 4326) -> WKTElement:
+    """A point from longitude and latitude (x, y), validated, with its SRID.
+
+    Example:
+        >>> point(lon=-0.1276, lat=51.5072).srid
+        4326
+        >>> point(-0.1276, 91)
+        Traceback (most recent call last):
+        ...
+        pgpatterns.errors.GeoCoordinateError: latitude 91.0 is outside [-90, 90] ...
+
+    Warning:
+        Swapped input, ``point(lat, lon)``, is the classic bug. It is caught only when the
+        latitude it produces is impossible (``|lat| > 90``, e.g. Sydney ``(-33.9, 151.2)``);
+        for places where both values are within [-90, 90] (Paris, New York) a swap yields a
+        valid point elsewhere on Earth. Prefer keywords: ``point(lon=..., lat=...)``.
+
+    Args:
+        lon: Longitude (x) in degrees for lon/lat SRIDs, or x in the SRID's units.
+        lat: Latitude (y) in degrees for lon/lat SRIDs, or y in the SRID's units.
+        srid: The spatial reference of the coordinates (default WGS 84).
+
+    Raises:
+        GeoCoordinateError: a value is not a finite number, out of range, or swapped.
+        GeoSRIDError: ``srid`` is not a positive integer.
+    """
+    srid = check_srid(srid)
+    x, y = _number(lon, "longitude (x)"), _number(lat, "latitude (y)")
+    if srid in LONLAT_SRIDS:
+        check_lonlat(x, y)
+    return WKTElement(f"SRID={srid};POINT({x!r} {y!r})", srid=srid, extended=True)
+
+
+def from_shapely(
+    shape: shapely.Geometry, *, srid: int = 4326, require_valid: bool = True
+) -> WKTElement:
+    """A query geometry from a shapely geometry, validated, with the SRID it is in.
+
+    Example:
+        >>> import shapely
+        >>> from_shapely(shapely.box(2.25, 48.81, 2.42, 48.90)).srid
+        4326
+
+    shapely geometries carry no SRID: say which one the coordinates are in.
+
+    Args:
+        shape: A non-empty shapely geometry.
+        srid: The spatial reference of its coordinates (default WGS 84 lon/lat).
+        require_valid: Reject invalid geometries (self-intersecting polygons, ...), for
+            which PostGIS predicates give wrong answers or raise.
+
+    Raises:
+        GeoCoordinateError: empty, invalid, non-finite or out-of-range coordinates.
+        GeoSRIDError: ``srid`` is not a positive integer.
+        GeoError: ``shape`` is not a shapely geometry.
+    """
+    srid = check_srid(srid)
+    if not isinstance(shape, shapely.Geometry):
+        raise GeoError(
+            f"expected a shapely geometry, got {type(shape).__name__}: use point(lon, lat) "
+            "for coordinates and from_geojson() for GeoJSON."
+        )
+    if shape.is_empty:
+        raise GeoCoordinateError(f"the {shape.geom_type} is empty: it matches nothing.")
+    coords = shapely.get_coordinates(shape)
+    if not all(math.isfinite(v) for v in coords.flat):
+        raise GeoCoordinateError(f"the {shape.geom_type} has non-finite coordinates.")
+    if srid in LONLAT_SRIDS:
+        for lon, lat in coords:
+            check_lonlat(float(lon), float(lat), f"the {shape.geom_type}")
+    if require_valid and not shape.is_valid:
+        raise GeoCoordinateError(
+            f"the {shape.geom_type} is not valid ({shapely.is_valid_reason(shape)}): PostGIS "
+            "predicates on invalid geometries give wrong answers. Repair it with "
+            "shapely.make_valid(shape), or pass require_valid=False."
+        )
+    text = shapely.to_wkt(shape, rounding_precision=-1, trim=True)
+    return WKTElement(f"SRID={srid};{text}", srid=srid, extended=True)
+
+
+def from_geojson(
+    geojson: Mapping[str, Any] | str, *, srid: int = 4326, require_valid: bool = True
+) -> WKTElement:
+    """A query geometry from a GeoJSON geometry or Feature (dict or JSON text).
+
+    Example:
+        >>> from_geojson('{"type": "Point", "coordinates": [2.35, 48.85]}').srid
+        4326
+
+    GeoJSON (RFC 7946) coordinates are (longitude, latitude) on WGS 84; ``srid`` exists for
+    legacy files in another reference system. A Feature's ``geometry`` is used.
+
+    Raises:
+        GeoError: not a GeoJSON geometry or Feature (a FeatureCollection: pass one feature).
+        GeoCoordinateError: see :func:`from_shapely`.
+    """
+    data: Any = geojson
+    if isinstance(geojson, str):
+        try:
+            data = json.loads(geojson)
+        except ValueError as exc:
+            raise GeoError(f"the GeoJSON text is not valid JSON: {exc}.") from exc
+    if not isinstance(data, Mapping) or "type" not in data:
+        raise GeoError(
+            f"expected a GeoJSON geometry or Feature (a mapping with a 'type'), got {data!r:.80}."
+        )
+    if data["type"] == "Feature":
+        data = data.get("geometry")
+        if not isinstance(data, Mapping):
+            raise GeoError("the GeoJSON Feature has no geometry (null): nothing to query with.")
+    elif data["type"] == "FeatureCollection":
+        raise GeoError(
+            "a GeoJSON FeatureCollection holds many geometries: pass one feature, or "
+            "from_shapely(shapely.union_all([...])) for their union."
+        )
+    try:
+        shape = shapely.from_geojson(json.dumps(data))
+    except (ValueError, TypeError, shapely.errors.ShapelyError) as exc:
+        raise GeoError(f"the GeoJSON geometry could not be read: {exc!r}.") from exc
+    return from_shapely(shape, srid=srid, require_valid=require_valid)
