@@ -9,8 +9,12 @@ from sqlalchemy import ForeignKey, event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from pgpatterns.errors import PolymorphicError
-from pgpatterns.polymorphic import joined_table_integrity, polymorphic_select
+from pgpatterns.errors import PolymorphicError, PolymorphicIntegrityError
+from pgpatterns.polymorphic import (
+    joined_table_integrity,
+    polymorphic_errors,
+    polymorphic_select,
+)
 from pgpatterns.testing.plugin import PgSchema
 
 
@@ -68,6 +72,13 @@ def test_raw_sql_cannot_break_the_hierarchy(pg_schema: PgSchema, models: dict[st
     # changing the discriminator
     _raw_fails(pg_schema, "UPDATE content SET type = 'podcast' WHERE id = 1", "23514",
                "content_pgp_fixed_type")
+    expected = "constraint videos_pgp_guard"
+    with pytest.raises(PolymorphicIntegrityError, match=expected) as info, \
+            polymorphic_errors(), pg_schema.engine.begin() as conn:
+        conn.execute(text("INSERT INTO videos VALUES (2, 5)"))
+    assert isinstance(info.value.__cause__, IntegrityError)
+    with pytest.raises(IntegrityError), polymorphic_errors(), pg_schema.engine.begin() as conn:
+        conn.execute(text("INSERT INTO videos VALUES (1, 5)"))  # a plain PK violation: untouched
     with pg_schema.engine.begin() as conn:  # deleting the base row cascades
         conn.execute(text("DELETE FROM content WHERE id = 1"))
         assert conn.execute(text("SELECT count(*) FROM videos")).scalar() == 0

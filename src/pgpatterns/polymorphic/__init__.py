@@ -14,6 +14,7 @@ Examples:
 """
 
 from pgpatterns.polymorphic.arc import ExclusiveArc, exclusive_arc
+from pgpatterns.polymorphic.errors import polymorphic_errors
 from pgpatterns.polymorphic.generic import GenericAssociation, generic_association
 from pgpatterns.polymorphic.joined import (
     JoinedTableIntegrity,
@@ -30,6 +31,7 @@ __all__ = [
     "exclusive_arc",
     "generic_association",
     "joined_table_integrity",
+    "polymorphic_errors",
     "polymorphic_select",
     "single_table_integrity",
 ]
