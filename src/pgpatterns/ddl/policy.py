@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table, select, text
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -106,10 +106,28 @@ class Policy(SchemaObject):
             f"FOR {self.command.upper()} TO {roles}",
         ]
         if self.using is not None:
-            parts.append(f"USING ({expression_sql(compiler, self.using)})")
+            parts.append(f"USING ({self._expression(compiler, self.using)})")
         if self.with_check is not None:
-            parts.append(f"WITH CHECK ({expression_sql(compiler, self.with_check)})")
+            parts.append(f"WITH CHECK ({self._expression(compiler, self.with_check)})")
         return [" ".join(parts)]
+
+    def _expression(self, compiler: DDLCompiler, expr: ColumnElement[Any]) -> str:
+        """``expr`` compiled as if inside ``SELECT ... FROM table``: a subquery referencing
+        the table's columns correlates to the row instead of adding the table to its FROM
+        (which would read the table again, and recurse into this very policy)."""
+        stack: Any = compiler.sql_compiler.stack
+        stack.append(
+            {
+                "asfrom_froms": {self.table},
+                "correlate_froms": {self.table},
+                "selectable": select(self.table),
+                "compile_state": None,
+            }
+        )
+        try:
+            return expression_sql(compiler, expr)
+        finally:
+            stack.pop()
 
     def render_drop(self, compiler: DDLCompiler) -> list[str]:
         prep = compiler.preparer
