@@ -115,15 +115,17 @@ def render(runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:
             f"- run: {raw.get('datetime', '?')}",
             f"- machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}"
             f", {machine.get('system', '?')} {machine.get('release', '')}",
-            f"- Python {machine.get('python_version', '?')}, "
-            f"PostgreSQL {pg.get('postgresql', '?')}; extensions: {exts or '?'}",
+            f"- Python {machine.get('python_version', '?')}; extensions of the last suite's "
+            f"server: {exts or '?'}",
         ]
         for question, cases in _questions(rows).items():
             pattern = next((c for c in cases if c["role"] == "pattern"), None)
+            servers = sorted({str(c["extra"].get("server", "")) for c in cases} - {""})
             lines += [
                 "",
                 f"### `{question}`",
                 "",
+                *([f"Server: {', '.join(servers)}.", ""] if servers else []),
                 "| case | role | median ms | min ms | max ms | rows | x pattern | target | plan |",
                 "|---|---|---:|---:|---:|---:|---:|---|---|",
             ]
@@ -140,21 +142,34 @@ def render(runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _merge(paths: list[Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One scale's suites, each from its own run: the newest run's machine info on top,
+    and each suite's server recorded on its rows."""
+    raws = [json.loads(p.read_text()) for p in sorted(paths, key=lambda p: p.stat().st_mtime)]
+    rows = []
+    for raw in raws:
+        server = raw.get("machine_info", {}).get("pgpatterns", {}).get("postgresql")
+        for row in summarize(raw):
+            if server:
+                row["extra"].setdefault("server", f"PostgreSQL {server}")
+            rows.append(row)
+    return raws[-1], rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    paths = [Path(p) for p in (argv if argv else sys.argv[1:])]
+    """Report every suite's latest run: ``results/raw/<scale>/<suite>.json``."""
     raw_dir = RESULTS / "raw"
-    # Every scale that has been run goes into the report, the given files overriding.
-    found = {p.stem: p for p in sorted(raw_dir.glob("*.json"))} if raw_dir.is_dir() else {}
-    found.update({p.stem: p for p in paths})
-    if not found:
+    by_scale: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(raw_dir.glob("*/*.json")) if raw_dir.is_dir() else []:
+        by_scale[path.parent.name].append(path)
+    for extra in argv if argv is not None else sys.argv[1:]:
+        path = Path(extra)
+        by_scale[json.loads(path.read_text())["benchmarks"][0]["extra_info"]["scale"]].append(path)
+    runs = {scale: _merge(paths) for scale, paths in by_scale.items()}
+    runs = {scale: run for scale, run in runs.items() if run[1]}
+    if not runs:
         print("no benchmark results found; run `make bench` first", file=sys.stderr)
         return 1
-    runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for path in found.values():
-        raw = json.loads(path.read_text())
-        rows = summarize(raw)
-        if rows:
-            runs[rows[0]["scale"]] = (raw, rows)
     RESULTS.mkdir(exist_ok=True)
     summary = [row for _, rows in runs.values() for row in rows]
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
