@@ -1,0 +1,54 @@
+"""Models shared by the associations tests (table names prefixed: the test database is shared)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Column, DateTime, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pgpatterns.associations import association_object, many_to_many
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Post(Base):
+    __tablename__ = "assoc_posts"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(default="")
+
+
+class Tag(Base):
+    __tablename__ = "assoc_tags"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(unique=True)
+
+
+class User(Base):
+    __tablename__ = "assoc_users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+class Group(Base):
+    __tablename__ = "assoc_groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+posts_tags = many_to_many(Post, Tag, attr="tags", back="posts", name="assoc_posts_tags")
+
+Membership = association_object(
+    Base, User, Group,
+    name="Membership",
+    tablename="assoc_memberships",
+    extra_columns=[
+        Column("role", Text, nullable=False, server_default="member"),
+        Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ],
+    proxies=("groups", "users"),
+)
+
+__all__ = ["Base", "Group", "Membership", "Post", "Tag", "User", "dt", "posts_tags"]
