@@ -1,6 +1,6 @@
 """Many-to-many: link tables with safe defaults, association objects, set-based writes.
 
-Example:
+Examples:
     >>> from pgpatterns.associations import association_table, having_all, sync
     >>> posts_tags = many_to_many(Post, Tag, attr="tags", back="posts")  # doctest: +SKIP
     >>> sync(session, post, [python, sql])  # doctest: +SKIP

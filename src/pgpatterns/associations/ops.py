@@ -53,7 +53,7 @@ _MISSING, _LEFT_MISSING, _ADDED, _REMOVED, _UPDATED = range(5)
 class LinkResult:
     """What a write changed, as right-side keys.
 
-    Example:
+    Examples:
         >>> sync(session, post, [python, sql])  # doctest: +SKIP
         LinkResult(added=(7,), removed=(3, 4), updated=())
     """
@@ -208,7 +208,7 @@ def link_stmt(link: Link | Any, left_id: Any, ids: Sequence[Any], *, mode: str =
     """The one statement behind :func:`link` (``mode="link"``), :func:`unlink` and
     :func:`sync`, with its values bound; rows are ``(kind, right key)``.
 
-    Example:
+    Examples:
         >>> print(link_stmt(Post.tags, 1, [2, 3]))  # doctest: +SKIP
         WITH input AS (SELECT unnest(...)) ... INSERT INTO posts_tags ... ON CONFLICT DO NOTHING
 
@@ -324,7 +324,7 @@ def link(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
          **attrs: Any) -> LinkResult:
     """Link ``left`` to each of ``rights``; pairs that exist stay (their attributes updated).
 
-    Example:
+    Examples:
         >>> link(session, post, [python, sql])  # doctest: +SKIP
         LinkResult(added=(7, 9), removed=(), updated=())
         >>> link(session, post, [python, sql]).changed  # doctest: +SKIP
@@ -363,7 +363,7 @@ def link(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
 def unlink(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None) -> LinkResult:
     """Remove the pairs ``(left, right)``; absent pairs are ignored.
 
-    Example:
+    Examples:
         >>> unlink(session, post, [python])  # doctest: +SKIP
         LinkResult(added=(), removed=(7,), updated=())
 
@@ -376,7 +376,7 @@ def sync(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
          **attrs: Any) -> LinkResult:
     """Make ``left``'s linked set exactly ``rights``, writing only the difference.
 
-    Example:
+    Examples:
         >>> sync(session, post, [python, postgres])  # doctest: +SKIP
         LinkResult(added=(11,), removed=(9,), updated=())
 
@@ -392,7 +392,7 @@ async def link_async(session: AsyncSession, left: Any, rights: Iterable[Any], *,
                      via: Any = None, **attrs: Any) -> LinkResult:
     """:func:`link` for an ``AsyncSession``.
 
-    Example:
+    Examples:
         >>> await link_async(session, post, [python])  # doctest: +SKIP
         LinkResult(added=(7,), removed=(), updated=())
     """
@@ -403,7 +403,7 @@ async def unlink_async(session: AsyncSession, left: Any, rights: Iterable[Any], 
                        via: Any = None) -> LinkResult:
     """:func:`unlink` for an ``AsyncSession``.
 
-    Example:
+    Examples:
         >>> await unlink_async(session, post, [python])  # doctest: +SKIP
         LinkResult(added=(), removed=(7,), updated=())
     """
@@ -414,7 +414,7 @@ async def sync_async(session: AsyncSession, left: Any, rights: Iterable[Any], *,
                      via: Any = None, **attrs: Any) -> LinkResult:
     """:func:`sync` for an ``AsyncSession``.
 
-    Example:
+    Examples:
         >>> await sync_async(session, post, [python, sql])  # doctest: +SKIP
         LinkResult(added=(9,), removed=(), updated=())
     """

@@ -77,7 +77,7 @@ def _rows_matching(link: Link, values: list[Any], by: Any) -> Select[Any]:
 def having_any(model: Any, rel: Any, values: Iterable[Any], *, by: Any = None) -> Select[Any]:
     """``model`` rows linked to at least one of ``values``.
 
-    Example:
+    Examples:
         >>> session.scalars(having_any(Post, Post.tags, [python, sql])).all()  # doctest: +SKIP
         [<Post 1>, <Post 4>]
         >>> having_any(Post, Post.tags, ["python"], by=Tag.name)  # doctest: +SKIP
@@ -103,7 +103,7 @@ def having_all(model: Any, rel: Any, values: Iterable[Any], *, by: Any = None,
                method: Literal["join", "group"] = "join") -> Select[Any]:
     """``model`` rows linked to every one of ``values`` (relational division).
 
-    Example:
+    Examples:
         >>> stmt = having_all(Post, Post.tags, [python, sql, postgres])  # doctest: +SKIP
         >>> session.scalars(stmt.order_by(Post.id.desc()).limit(20)).all()  # doctest: +SKIP
         [<Post 4>]
@@ -177,7 +177,7 @@ def having_none(model: Any, rel: Any, values: Iterable[Any] | None = None, *,
                 by: Any = None) -> Select[Any]:
     """``model`` rows linked to none of ``values`` (to nothing at all when ``values`` is None).
 
-    Example:
+    Examples:
         >>> session.scalars(having_none(Post, Post.tags, [spam])).all()  # doctest: +SKIP
         [<Post 1>, <Post 2>]
         >>> session.scalars(having_none(Post, Post.tags)).all()  # untagged  # doctest: +SKIP
@@ -200,7 +200,7 @@ def having_none(model: Any, rel: Any, values: Iterable[Any] | None = None, *,
 def count_per(model: Any, rel: Any) -> Select[Any]:
     """``(model, count)`` for every row of ``model``, zero included.
 
-    Example:
+    Examples:
         >>> session.execute(count_per(Tag, Tag.posts).order_by(Tag.name)).all()  # doctest: +SKIP
         [(<Tag python>, 2), (<Tag spam>, 0)]
 
@@ -217,7 +217,7 @@ def top_related(model: Any, rel: Any, *, limit: int = 10,
                 among: Iterable[Any] | SelectBase | None = None) -> Select[Any]:
     """The ``limit`` rows of ``model`` with the most links, as ``(model, count)``.
 
-    Example:
+    Examples:
         >>> session.execute(top_related(Tag, Tag.posts, limit=3)).all()  # doctest: +SKIP
         [(<Tag python>, 812), (<Tag sql>, 640), (<Tag rust>, 97)]
         >>> top_related(Tag, Tag.posts, among=having_any(Post, Post.tags, [python])

@@ -56,7 +56,7 @@ def association_table(
 ) -> Table:
     """A link table: composite primary key, the reverse index and cascading foreign keys.
 
-    Example:
+    Examples:
         >>> posts_tags = association_table(Post, Tag)  # doctest: +SKIP
         >>> [c.name for c in posts_tags.primary_key], [i.name for i in posts_tags.indexes]
         ... # doctest: +SKIP
@@ -169,7 +169,7 @@ def many_to_many(
 ) -> Table:
     """Link two mapped classes: the link table and ``relationship(secondary=...)`` both ways.
 
-    Example:
+    Examples:
         >>> posts_tags = many_to_many(Post, Tag, attr="tags", back="posts")  # doctest: +SKIP
         >>> post.tags.append(tag); tag.posts  # doctest: +SKIP
         [<Post 1>]
@@ -184,12 +184,14 @@ def many_to_many(
     remove its links instead of loading them first.
 
     Args:
-        left, right: Mapped classes.
+        left: The mapped class that gets ``attr``.
+        right: The mapped class that gets ``back``.
         attr: The collection attribute added to ``left`` (``"tags"``).
         back: The reverse collection added to ``right`` (``"posts"``), or None.
         table: An existing link table; default :func:`association_table` with
             ``table_options`` (``name=``, ``extra_columns=`` ...).
-        order_by, lazy: Passed to both relationships.
+        order_by: Passed to both relationships.
+        lazy: Passed to both relationships.
 
     Raises:
         AssociationError: An attribute exists already, or :func:`association_table` refused.
@@ -218,7 +220,7 @@ class WithAttrs:
 def with_attrs(target: Any, **attrs: Any) -> WithAttrs:
     """Append through a proxy with the link's attributes set.
 
-    Example:
+    Examples:
         >>> group.users.append(with_attrs(alice, role="admin"))  # doctest: +SKIP
         >>> group.memberships[-1].role  # doctest: +SKIP
         'admin'
@@ -257,7 +259,7 @@ def association_object(
 ) -> type[Any]:
     """A mapped link class with its own columns, both relationships and association proxies.
 
-    Example:
+    Examples:
         >>> Membership = association_object(  # doctest: +SKIP
         ...     Base, User, Group, name="Membership",
         ...     extra_columns=[Column("role", Text, nullable=False, server_default="member")],

@@ -1,6 +1,6 @@
 """PostGIS on GeoAlchemy2: spatial columns with one GiST index and index-usable queries.
 
-Example:
+Examples:
     >>> from pgpatterns.geo import point, point_column, nearest, within_distance
     >>> here = point(lon=2.3522, lat=48.8566)
     >>> stmt = within_distance(Store.location, here, 1_500)  # doctest: +SKIP

@@ -1,6 +1,6 @@
 """Spatial columns with exactly one GiST index, and a check that catches duplicate indexes.
 
-Example:
+Examples:
     >>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
     >>> from geoalchemy2 import WKBElement
     >>> from pgpatterns.geo import geometry_column, point_column
@@ -51,7 +51,7 @@ def spatial_type(
 ) -> Geography | Geometry:
     """The GeoAlchemy2 type for a spatial column, for Core ``Table`` definitions.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, MetaData, Table
         >>> zones = Table("zones", MetaData(), Column("area", spatial_type("POLYGON")))
         >>> zones.c.area.type
@@ -88,7 +88,7 @@ def geometry_column(
 ) -> MappedColumn[Any]:
     """A declarative spatial column (``mapped_column``) with exactly one GiST index.
 
-    Example:
+    Examples:
         >>> area: Mapped[WKBElement] = geometry_column("POLYGON")  # doctest: +SKIP
 
     Args:
@@ -117,7 +117,7 @@ def point_column(
 ) -> MappedColumn[Any]:
     """A declarative ``POINT`` column with exactly one GiST index.
 
-    Example:
+    Examples:
         >>> location: Mapped[WKBElement] = point_column()  # doctest: +SKIP
 
     Same arguments as :func:`geometry_column`; ``geography(POINT,4326)`` by default.
@@ -144,7 +144,7 @@ def _mentions(index: Index, column: Column[Any]) -> bool:
 def check_spatial_indexes(target: MetaData | Table | type[Any], *, require: bool = True) -> None:
     """Check that every spatial column has exactly one spatial (GiST/SP-GiST/BRIN) index.
 
-    Example:
+    Examples:
         >>> check_spatial_indexes(Base.metadata)  # doctest: +SKIP
 
     Run it before ``create_all`` (e.g. in a test): GeoAlchemy2 already indexes a column

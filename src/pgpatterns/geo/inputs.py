@@ -1,6 +1,6 @@
 """Query geometries from (lon, lat), GeoJSON and shapely, validated before any SQL is sent.
 
-Example:
+Examples:
     >>> from pgpatterns.geo import from_geojson, point
     >>> here = point(13.405, 52.52)  # (lon, lat): longitude first, like GeoJSON and PostGIS
     >>> here.srid
@@ -64,7 +64,7 @@ def _number(value: object, name: str) -> float:
 def check_lonlat(lon: float, lat: float, what: str = "the point") -> None:
     """Raise :class:`GeoCoordinateError` unless ``lon`` in [-180, 180] and ``lat`` in [-90, 90].
 
-    Example:
+    Examples:
         >>> check_lonlat(48.85, 2.35)  # Paris given as (lat, lon): plausible, cannot be caught
         >>> check_lonlat(-33.9, 151.2)
         Traceback (most recent call last):
@@ -92,7 +92,7 @@ def check_lonlat(lon: float, lat: float, what: str = "the point") -> None:
 def point(lon: float, lat: float, *, srid: int = 4326) -> WKTElement:
     """A point from longitude and latitude (x, y), validated, with its SRID.
 
-    Example:
+    Examples:
         >>> point(lon=-0.1276, lat=51.5072).srid
         4326
         >>> point(-0.1276, 91)
@@ -127,7 +127,7 @@ def from_shapely(
 ) -> WKTElement:
     """A query geometry from a shapely geometry, validated, with the SRID it is in.
 
-    Example:
+    Examples:
         >>> import shapely
         >>> from_shapely(shapely.box(2.25, 48.81, 2.42, 48.90)).srid
         4326
@@ -174,7 +174,7 @@ def from_geojson(
 ) -> WKTElement:
     """A query geometry from a GeoJSON geometry or Feature (dict or JSON text).
 
-    Example:
+    Examples:
         >>> from_geojson('{"type": "Point", "coordinates": [2.35, 48.85]}').srid
         4326
 

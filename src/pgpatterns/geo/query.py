@@ -1,6 +1,6 @@
 """Index-usable spatial queries: radius, k nearest, containment, intersection, viewport.
 
-Example:
+Examples:
     >>> from pgpatterns.geo import nearest, point, within_distance
     >>> here = point(lon=2.3522, lat=48.8566)
     >>> stmt = within_distance(Store.location, here, 1_500)  # doctest: +SKIP
@@ -77,7 +77,7 @@ def within_distance(
 ) -> Select[Any]:
     """Rows whose ``col`` lies within ``meters`` of ``point``: ``ST_DWithin``, index-usable.
 
-    Example:
+    Examples:
         >>> stmt = within_distance(Store.location, point(2.35, 48.85), 1_000)  # doctest: +SKIP
         >>> stmt = stmt.where(Store.open_now).order_by(Store.name)  # doctest: +SKIP
 
@@ -125,7 +125,7 @@ def nearest_stmt(
 ) -> Select[Any]:
     """The ``k`` rows of ``model`` nearest to ``point``, with their exact ``distance``.
 
-    Example:
+    Examples:
         >>> stmt = nearest_stmt(Store, Store.location, point(2.35, 48.85), 3)  # doctest: +SKIP
         >>> [(s.name, round(d)) for s, d in session.execute(stmt)]  # doctest: +SKIP
         [('Rivoli', 212), ('Louvre', 380), ('Halles', 655)]
@@ -199,7 +199,7 @@ def nearest(
 ) -> list[Any]:
     """Run :func:`nearest_stmt`: a list of ``(model, distance)`` rows, nearest first.
 
-    Example:
+    Examples:
         >>> rows = nearest(session, Store, Store.location, point(2.35, 48.85), 5)  # doctest: +SKIP
         >>> rows[0].distance  # doctest: +SKIP
         212.4
@@ -222,7 +222,7 @@ async def nearest_async(
 ) -> list[Any]:
     """The asyncio twin of :func:`nearest`, for ``AsyncSession`` and ``AsyncConnection``.
 
-    Example:
+    Examples:
         >>> rows = await nearest_async(session, Store, Store.location, here, 5)  # doctest: +SKIP
     """
     stmt = nearest_stmt(model, col, point, k, where=where, spheroid=spheroid)
@@ -232,7 +232,7 @@ async def nearest_async(
 def within(col: Any, area: Any, *, stmt: Select[Any] | None = None) -> Select[Any]:
     """Rows whose ``col`` lies inside ``area`` (boundary included): ``&&`` + ``ST_CoveredBy``.
 
-    Example:
+    Examples:
         >>> zone = from_geojson(zone_feature)  # doctest: +SKIP
         >>> stmt = within(Store.location, zone)  # doctest: +SKIP
 
@@ -253,7 +253,7 @@ def within(col: Any, area: Any, *, stmt: Select[Any] | None = None) -> Select[An
 def intersecting(col: Any, geom: Any, *, stmt: Select[Any] | None = None) -> Select[Any]:
     """Rows whose ``col`` shares any point with ``geom``: ``&&`` + ``ST_Intersects``.
 
-    Example:
+    Examples:
         >>> stmt = intersecting(Zone.area, from_shapely(route, srid=4326))  # doctest: +SKIP
 
     Raises:
@@ -292,7 +292,7 @@ def bbox(
 ) -> Select[Any]:
     """Rows whose ``col`` intersects the rectangle ``[xmin, xmax] x [ymin, ymax]`` (a map view).
 
-    Example:
+    Examples:
         >>> stmt = bbox(Store.location, 2.25, 48.81, 2.42, 48.90)  # doctest: +SKIP
 
     The rectangle is in the column's SRID: (west, south, east, north) in degrees for lon/lat.

@@ -1,6 +1,6 @@
 """Row-level security: tenant and owner policies in their fast form, request context, checks.
 
-Example:
+Examples:
     >>> from sqlalchemy import BigInteger, Column, Integer, MetaData, Table
     >>> from pgpatterns.ddl import attach
     >>> from pgpatterns.rls import enable_rls, policy, tenant_isolation

@@ -1,6 +1,6 @@
 """``check_rls``: find row-level security mistakes in a live database.
 
-Example:
+Examples:
     >>> from pgpatterns.rls import check_rls
     >>> with Session(engine) as session:  # doctest: +SKIP
     ...     assert check_rls(session) == [], check_rls(session)
@@ -47,7 +47,7 @@ KINDS = (
 class Finding:
     """One problem: ``kind`` (one of :data:`KINDS`), the relation, and an explanation.
 
-    Example:
+    Examples:
         >>> str(Finding("no_policies", "app.docs", "RLS is on but no policy exists"))
         'no_policies: app.docs: RLS is on but no policy exists'
     """
@@ -151,7 +151,7 @@ def check_rls(
 ) -> list[Finding]:
     """Row-level security findings for ``tables`` (default: every table of ``schemas``).
 
-    Example:
+    Examples:
         >>> [f.kind for f in check_rls(session, [docs])]  # doctest: +SKIP
         ['unindexed_policy_column']
 
@@ -231,7 +231,7 @@ async def check_rls_async(
 ) -> list[Finding]:
     """The asyncio twin of :func:`check_rls` (same arguments).
 
-    Example:
+    Examples:
         >>> findings = await check_rls_async(session)  # doctest: +SKIP
 
     The checks are a sequence of catalog reads and plans with decisions in between, so this

@@ -1,6 +1,6 @@
 """Request context for policies: transaction-local settings that never outlive the transaction.
 
-Example:
+Examples:
     >>> from pgpatterns.rls import tenant_context
     >>> with Session(app_engine) as session, session.begin():  # doctest: +SKIP
     ...     tenant_context(session, tenant_id=42, user_id=7)
@@ -60,7 +60,7 @@ def _text(name: str, value: object) -> str:
 def context_statement(values: Mapping[str, ContextValue]) -> Select[Any]:
     """``SELECT set_config(name, value, true), ...``: the statement the actions execute.
 
-    Example:
+    Examples:
         >>> print(context_statement({"app.tenant_id": 42}))
         SELECT set_config(:set_config_2, :set_config_3, true) AS set_config_1
 
@@ -119,7 +119,7 @@ def _sync_target(target: Session | Connection, where: str) -> Connection:
 def set_context(target: Session | Connection, values: Mapping[str, ContextValue]) -> None:
     """Set transaction-local settings (``set_config(name, value, true)``) in ``target``.
 
-    Example:
+    Examples:
         >>> set_context(session, {"app.tenant_id": 42, "app.region": "eu"})  # doctest: +SKIP
 
     Raises:
@@ -135,7 +135,7 @@ async def set_context_async(
 ) -> None:
     """The asyncio twin of :func:`set_context`.
 
-    Example:
+    Examples:
         >>> await set_context_async(session, {"app.tenant_id": 42})  # doctest: +SKIP
     """
     stmt = context_statement(values)
@@ -172,7 +172,7 @@ def tenant_context(
 ) -> None:
     """Make the current transaction act for ``tenant_id`` (and ``user_id``).
 
-    Example:
+    Examples:
         >>> with Session(app_engine) as session, session.begin():  # doctest: +SKIP
         ...     tenant_context(session, 42, user_id=7)
 
@@ -198,7 +198,7 @@ async def tenant_context_async(
 ) -> None:
     """The asyncio twin of :func:`tenant_context`.
 
-    Example:
+    Examples:
         >>> async with AsyncSession(engine) as session, session.begin():  # doctest: +SKIP
         ...     await tenant_context_async(session, 42)
     """
@@ -217,7 +217,7 @@ def tenant_context_on_begin(
 ) -> Callable[[], None]:
     """Set the context at the start of every transaction of ``target`` (``after_begin``).
 
-    Example:
+    Examples:
         >>> request_tenant = ContextVar("tenant", default=None)  # doctest: +SKIP
         >>> SessionLocal = sessionmaker(app_engine)  # doctest: +SKIP
         >>> stop = tenant_context_on_begin(SessionLocal, request_tenant.get)  # doctest: +SKIP

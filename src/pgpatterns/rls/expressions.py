@@ -1,6 +1,6 @@
 """Policy expressions in their fast form: settings and function calls evaluated once.
 
-Example:
+Examples:
     >>> from sqlalchemy import BigInteger, Column, MetaData, Table
     >>> from pgpatterns.rls import tenant_isolation
     >>> docs = Table("docs", MetaData(), Column("tenant_id", BigInteger))
@@ -79,7 +79,7 @@ def _affinity(type_: TypeEngine[Any]) -> type[Any]:
 def initplan(expr: ColumnElement[Any]) -> ColumnElement[Any]:
     """``(SELECT expr)``: evaluated once per statement (an initPlan), not once per row.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import func
         >>> print(initplan(func.auth.uid()))
         (SELECT auth.uid() AS uid_1)
@@ -126,7 +126,7 @@ def _row_references(expr: ColumnElement[Any]) -> set[str]:
 def setting(name: str, type_: TypeArg = BigInteger) -> ColumnElement[Any]:
     """``(SELECT nullif(current_setting(name, true), '')::type_)``: a setting, once per statement.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Text
         >>> print(setting("request.org", Text).compile(compile_kwargs={"literal_binds": True}))
         (SELECT CAST(nullif(current_setting('request.org', true), '') AS TEXT) AS nullif_1)
@@ -146,7 +146,7 @@ def current_tenant(
 ) -> ColumnElement[Any]:
     """The current tenant (``app.tenant_id``, set by ``tenant_context``), once per statement.
 
-    Example:
+    Examples:
         >>> "current_setting('app.tenant_id', true)" in str(
         ...     current_tenant().compile(compile_kwargs={"literal_binds": True}))
         True
@@ -159,7 +159,7 @@ def current_user_id(
 ) -> ColumnElement[Any]:
     """The current application user (``app.user_id``), once per statement.
 
-    Example:
+    Examples:
         >>> "'app.user_id'" in str(current_user_id().compile(
         ...     compile_kwargs={"literal_binds": True}))
         True
@@ -205,7 +205,7 @@ def tenant_isolation(
 ) -> ColumnElement[Any]:
     """``column = (SELECT current tenant)``: rows of the tenant in ``app.tenant_id`` only.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, Integer, MetaData, String, Table
         >>> t = Table("t", MetaData(), Column("tenant_id", Integer))
         >>> tenant_isolation(t.c.tenant_id, tenant=current_tenant(String))
@@ -225,7 +225,7 @@ def owner_only(
 ) -> ColumnElement[Any]:
     """``column = (SELECT current user)``: rows owned by the user in ``app.user_id`` only.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, Integer, MetaData, Table
         >>> notes = Table("notes", MetaData(), Column("user_id", Integer))
         >>> sql = owner_only(notes.c.user_id).compile(compile_kwargs={"literal_binds": True})
@@ -249,7 +249,7 @@ def member_of(
 ) -> ColumnElement[Any]:
     """The row's group is one of the current user's: ``column = ANY (ARRAY(SELECT group ...))``.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, Integer, MetaData, Table
         >>> md = MetaData()
         >>> docs = Table("docs", md, Column("team_id", Integer))

@@ -1,6 +1,6 @@
 """Enable row-level security and declare policies that always name their roles.
 
-Example:
+Examples:
     >>> from sqlalchemy import BigInteger, Column, MetaData, Table
     >>> from pgpatterns.rls import enable_rls, policy, tenant_isolation
     >>> docs = Table("docs", MetaData(), Column("tenant_id", BigInteger))
@@ -45,7 +45,7 @@ _PSEUDO_ROLES = frozenset({"public", "current_user", "current_role", "session_us
 def enable_rls(table: Table, *, force: bool = True) -> RowLevelSecurity:
     """``ALTER TABLE ... ENABLE [, FORCE] ROW LEVEL SECURITY`` for ``table``.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import MetaData, Table
         >>> enable_rls(Table("t", MetaData()), force=False).sql()
         'ALTER TABLE t ENABLE ROW LEVEL SECURITY'
@@ -83,7 +83,7 @@ def policy(
 ) -> Policy:
     """A :class:`pgpatterns.ddl.Policy` on a table whose RLS :func:`enable_rls` turned on.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, Integer, MetaData, Table
         >>> t = Table("t", MetaData(), Column("owner", Integer))
         >>> policy("own", t, to=["app"], using=t.c.owner == 1)
@@ -137,7 +137,7 @@ def policy(
 def rls_objects(table: Table) -> list[SchemaObject]:
     """The RowLevelSecurity and policies declared for ``table`` through this module.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import MetaData, Table
         >>> t = Table("t", MetaData())
         >>> [o.kind for o in rls_objects(t)]
@@ -154,7 +154,7 @@ def for_partitions(
 ) -> list[SchemaObject]:
     """Copies of the parent's row-level security and policies for each partition.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, Integer, MetaData, Table
         >>> from pgpatterns.ddl import Partition
         >>> ev = Table("ev", MetaData(), Column("tenant_id", Integer),
@@ -216,7 +216,7 @@ def _retarget(expr: ColumnElement[Any] | None, target: Table) -> ColumnElement[A
 def check_roles(conn: Connection, objects: Iterable[SchemaObject]) -> None:
     """Raise :class:`RLSPolicyError` if a role named by a policy in ``objects`` is missing.
 
-    Example:
+    Examples:
         >>> check_roles(conn, attached(metadata))  # doctest: +SKIP
 
     Runs automatically before ``metadata.create_all`` once :func:`enable_rls` was called

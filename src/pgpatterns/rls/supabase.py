@@ -1,6 +1,6 @@
 """Supabase preset: owner policies on ``auth.uid()``, wrapped for an initPlan, ``TO authenticated``.
 
-Example:
+Examples:
     >>> from sqlalchemy import Column, MetaData, Table, Uuid
     >>> from pgpatterns.rls import enable_rls
     >>> from pgpatterns.rls.supabase import owner_policy
@@ -59,7 +59,7 @@ CLAIMS_SETTING = "request.jwt.claims"
 def auth_uid() -> ColumnElement[Any]:
     """``(SELECT auth.uid())``: the JWT's ``sub`` as a UUID, evaluated once per statement.
 
-    Example:
+    Examples:
         >>> print(auth_uid())
         (SELECT auth.uid() AS uid_1)
     """
@@ -69,7 +69,7 @@ def auth_uid() -> ColumnElement[Any]:
 def auth_jwt() -> ColumnElement[Any]:
     """``(SELECT auth.jwt())``: the JWT's claims as ``jsonb``, once per statement.
 
-    Example:
+    Examples:
         >>> print(auth_jwt()["app_metadata"]["org_id"].astext)  # doctest: +SKIP
     """
     return initplan(func.auth.jwt(type_=JSONB()))
@@ -85,7 +85,7 @@ def owner_policy(
 ) -> Policy:
     """``<column> = (SELECT auth.uid())`` for ``authenticated``: users see their own rows.
 
-    Example:
+    Examples:
         >>> owner_policy(todos, command="select").sql()  # doctest: +SKIP
 
     ``USING`` and, for commands that write, ``WITH CHECK`` (a user cannot insert a row for
@@ -120,7 +120,7 @@ _ROLE = """SELECT coalesce(
 def auth_stand_in(schema: str = "auth") -> list[Function]:
     """Functions ``auth.uid()``, ``auth.jwt()``, ``auth.role()`` as Supabase defines them.
 
-    Example:
+    Examples:
         >>> [f.name for f in auth_stand_in()]
         ['uid', 'jwt', 'role']
 
@@ -139,7 +139,7 @@ def auth_stand_in(schema: str = "auth") -> list[Function]:
 def auth_schema_ddl(schema: str = "auth") -> DDLElement:
     """``CREATE SCHEMA IF NOT EXISTS auth`` (SQLAlchemy's ``CreateSchema``).
 
-    Example:
+    Examples:
         >>> print(auth_schema_ddl())
         CREATE SCHEMA IF NOT EXISTS auth
     """
@@ -161,7 +161,7 @@ def _claims(claims: Mapping[str, Any]) -> str:
 def jwt_context(session: Session | Connection, claims: Mapping[str, Any]) -> None:
     """Set ``request.jwt.claims`` for the current transaction, as PostgREST does.
 
-    Example:
+    Examples:
         >>> with Session(app_engine) as s, s.begin():  # doctest: +SKIP
         ...     jwt_context(s, {"sub": str(user_id), "role": "authenticated"})
 
@@ -176,7 +176,7 @@ async def jwt_context_async(
 ) -> None:
     """The asyncio twin of :func:`jwt_context`.
 
-    Example:
+    Examples:
         >>> await jwt_context_async(session, {"sub": str(user_id)})  # doctest: +SKIP
     """
     await set_context_async(session, {CLAIMS_SETTING: _claims(claims)})
@@ -187,7 +187,7 @@ def install_auth_stand_in(
 ) -> None:
     """Create the stand-in ``auth`` schema and functions if missing; grant ``USAGE`` on it.
 
-    Example:
+    Examples:
         >>> with engine.begin() as conn:  # doctest: +SKIP
         ...     install_auth_stand_in(conn, grant_to=["authenticated"])
 

@@ -1,6 +1,6 @@
 """``TenantScoped``: a declarative mixin for rows that belong to one tenant.
 
-Example:
+Examples:
     >>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
     >>> from pgpatterns.rls import TenantScoped, tenant_unique
     >>> class Base(DeclarativeBase):
@@ -49,7 +49,7 @@ TENANT_COLUMN = "tenant_id"
 class TenantScoped:
     """Mixin: ``tenant_id``, its index, forced RLS and the tenant isolation policy.
 
-    Example:
+    Examples:
         >>> class Note(TenantScoped, Base):  # doctest: +SKIP
         ...     __tablename__ = "notes"
         ...     __tenant_roles__ = ("app_user",)
@@ -117,7 +117,7 @@ class TenantScoped:
 def tenant_unique(*columns: str, name: str | None = None) -> UniqueConstraint:
     """``UNIQUE (tenant_id, *columns)``: unique per tenant (and distributable by tenant).
 
-    Example:
+    Examples:
         >>> [c for c in tenant_unique("slug")._pending_colargs]
         ['tenant_id', 'slug']
     """
@@ -131,7 +131,7 @@ def tenant_foreign_key(
 ) -> ForeignKeyConstraint:
     """``FOREIGN KEY (tenant_id, *columns) REFERENCES referred (tenant_id, *refcolumns)``.
 
-    Example:
+    Examples:
         >>> fk = tenant_foreign_key(["project_id"], "projects", ["id"])
         >>> fk.column_keys
         ['tenant_id', 'project_id']

@@ -1,6 +1,6 @@
 """Views over row-level-secured tables that keep the querying user's policies.
 
-Example:
+Examples:
     >>> from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, func, select
     >>> from pgpatterns.rls import enable_rls, rls_view
     >>> orders = Table("orders", MetaData(), Column("tenant_id", BigInteger),
@@ -60,7 +60,7 @@ def rls_view(
 ) -> View:
     """A :class:`pgpatterns.ddl.View` that is safe over row-level-secured tables.
 
-    Example:
+    Examples:
         >>> rls_view("all_orders", select(orders), security_invoker=False)  # doctest: +SKIP
         Traceback (most recent call last):
         ...

@@ -1,6 +1,6 @@
 """Trees: an adjacency list (``parent_id``) with recursive-CTE queries and a cycle guard.
 
-Example:
+Examples:
     >>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
     >>> from pgpatterns.trees import AdjacencyListMixin, descendants
     >>> class Base(DeclarativeBase): ...

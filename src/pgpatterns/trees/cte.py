@@ -1,6 +1,6 @@
 """PostgreSQL 14's ``SEARCH`` and ``CYCLE`` clauses for a SQLAlchemy recursive CTE.
 
-Example:
+Examples:
     >>> from sqlalchemy import column, select, table
     >>> from sqlalchemy.dialects import postgresql
     >>> nodes = table("nodes", column("id"), column("parent_id"))
@@ -95,7 +95,7 @@ def with_search(
 ) -> CTE:
     """A copy of a recursive CTE with ``SEARCH ... FIRST BY <by> SET <set_>``.
 
-    Example:
+    Examples:
         >>> cte = with_search(cte, "position", "id")  # doctest: +SKIP
         >>> select(cte).order_by(cte_column(cte, "search_order"))  # doctest: +SKIP
 
@@ -120,7 +120,7 @@ def with_cycle(
 ) -> CTE:
     """A copy of a recursive CTE with ``CYCLE <columns> SET <set_> USING <using>``.
 
-    Example:
+    Examples:
         >>> cte = with_cycle(cte, "id")  # doctest: +SKIP
         >>> select(cte).where(~cte_column(cte, "is_cycle", Boolean()))  # doctest: +SKIP
 
@@ -137,7 +137,7 @@ def with_cycle(
 def cte_column(cte: CTE, name: str, type_: TypeEngine[Any] | None = None) -> ColumnClause[Any]:
     """A column that a ``SEARCH``/``CYCLE`` clause adds to ``cte`` (not in ``cte.c``).
 
-    Example:
+    Examples:
         >>> from sqlalchemy import column, select
         >>> cte_column(select(column("id")).cte("t"), "search_order").table.name
         't'

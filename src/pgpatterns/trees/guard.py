@@ -1,6 +1,6 @@
 """Integrity: the database trigger that forbids cycles, and ``move`` that checks first.
 
-Example:
+Examples:
     >>> from pgpatterns.ddl import attach
     >>> from pgpatterns.trees import move, tree_guard
     >>> attach(Base.metadata, *tree_guard(Category))  # doctest: +SKIP
@@ -104,7 +104,7 @@ END"""  # noqa: S608
 def tree_guard(model: type[Any]) -> tuple[Function, Trigger]:
     """The trigger function and trigger that keep a tree model acyclic in the database.
 
-    Example:
+    Examples:
         >>> from pgpatterns.ddl import attach
         >>> function, trigger = tree_guard(Category)  # doctest: +SKIP
         >>> attach(Base.metadata, function, trigger)  # doctest: +SKIP
@@ -221,7 +221,7 @@ def _set_parent(session: Session, tree: Tree, node: Any, new_parent: Any, pk: An
 def move(session: Session, node: Any, new_parent: Any) -> None:
     """Re-parent ``node`` under ``new_parent`` (an instance, a key, or None for a root).
 
-    Example:
+    Examples:
         >>> move(session, laptops, phones)  # doctest: +SKIP
         Traceback (most recent call last):
         ...
@@ -251,7 +251,7 @@ def move(session: Session, node: Any, new_parent: Any) -> None:
 async def move_async(session: AsyncSession, node: Any, new_parent: Any) -> None:
     """The asyncio twin of :func:`move` (same checks, statements and errors).
 
-    Example:
+    Examples:
         >>> await move_async(session, laptops, None)  # doctest: +SKIP
     """
     tree = tree_of(node)

@@ -1,6 +1,6 @@
 """Loading: a whole subtree into ORM objects in one statement; bulk loading nested data.
 
-Example:
+Examples:
     >>> from pgpatterns.trees import load_subtree
     >>> root = load_subtree(session, Category, 1)  # doctest: +SKIP
     >>> [child.name for child in root.children]  # no further SQL  # doctest: +SKIP
@@ -73,7 +73,7 @@ def load_subtree(
 ) -> Any:
     """The node ``root_id`` with its subtree, ``children`` populated, in ONE statement.
 
-    Example:
+    Examples:
         >>> root = load_subtree(session, Category, 1, max_depth=2)  # doctest: +SKIP
         >>> def as_json(c): return {"name": c.name, "children": [as_json(k) for k in c.children]}
         >>> as_json(root)  # doctest: +SKIP
@@ -101,7 +101,7 @@ async def load_subtree_async(
 ) -> Any:
     """The asyncio twin of :func:`load_subtree`: one statement, no lazy loads afterwards.
 
-    Example:
+    Examples:
         >>> root = await load_subtree_async(session, Category, 1)  # doctest: +SKIP
     """
     tree, stmt = _subtree_stmt(model, root_id, max_depth, scope)
@@ -240,7 +240,7 @@ def bulk_load(
 ) -> int:
     """Insert nested dicts (``{"name": ..., "children": [...]}``) with COPY; return the count.
 
-    Example:
+    Examples:
         >>> data = [{"name": "Books", "children": [{"name": "SF"}]}]
         >>> bulk_load(session, Category, data)  # doctest: +SKIP
         2
@@ -273,7 +273,7 @@ async def bulk_load_async(
 ) -> int:
     """The asyncio twin of :func:`bulk_load`.
 
-    Example:
+    Examples:
         >>> await bulk_load_async(session, Category, [{"name": "Books"}])  # doctest: +SKIP
         1
     """

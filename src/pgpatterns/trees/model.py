@@ -1,6 +1,6 @@
 """The adjacency-list model: ``parent_id``, ``parent`` and ``children`` for a declarative class.
 
-Example:
+Examples:
     >>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
     >>> from pgpatterns.trees import AdjacencyListMixin, TreeOptions
     >>> class Base(DeclarativeBase): ...
@@ -33,7 +33,7 @@ ON_DELETE = ("cascade", "restrict", "set null")
 class TreeOptions:
     """How a tree model is declared; set it as ``__tree__`` on the mapped class.
 
-    Example:
+    Examples:
         >>> TreeOptions(scope="tenant_id", order_by="position").on_delete
         'cascade'
 
@@ -87,7 +87,7 @@ def _fk_target(cls: type[Any], key: str) -> str:
 class AdjacencyListMixin:
     """Adds ``parent_id`` (self-referencing FK, indexed), ``parent`` and ``children``.
 
-    Example:
+    Examples:
         >>> from pgpatterns.trees import descendants
         >>> stmt = descendants(Category, 1, max_depth=2)  # doctest: +SKIP
 

@@ -1,6 +1,6 @@
 """Health check of a tree table: cycles, orphans and scope mismatches.
 
-Example:
+Examples:
     >>> from pgpatterns.trees import find_problems
     >>> find_problems(session, Category)  # doctest: +SKIP
     [TreeProblem(kind='cycle', key=7, parent_key=9)]
@@ -95,7 +95,7 @@ def _statements(model: type[Any]) -> list[Select[Any]]:
 def find_problems(session: Session, model: type[Any]) -> list[TreeProblem]:
     """Every node on a cycle, whose parent is missing, or whose parent has another scope.
 
-    Example:
+    Examples:
         >>> find_problems(session, Category)  # doctest: +SKIP
         []
 
@@ -108,7 +108,7 @@ def find_problems(session: Session, model: type[Any]) -> list[TreeProblem]:
 async def find_problems_async(session: AsyncSession, model: type[Any]) -> list[TreeProblem]:
     """The asyncio twin of :func:`find_problems`.
 
-    Example:
+    Examples:
         >>> await find_problems_async(session, Category)  # doctest: +SKIP
         []
     """

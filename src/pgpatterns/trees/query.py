@@ -1,6 +1,6 @@
 """Query builders: composable ``Select`` statements over an adjacency-list tree.
 
-Example:
+Examples:
     >>> from pgpatterns.trees import ancestors, descendants
     >>> stmt = descendants(Category, 1, max_depth=2)  # doctest: +SKIP
     >>> for category, depth, path in session.execute(stmt):  # doctest: +SKIP
@@ -135,7 +135,7 @@ def descendants(
 ) -> Select[Any]:
     """The nodes below a node: ``(node, depth, path)`` rows, depth 1 = children.
 
-    Example:
+    Examples:
         >>> stmt = descendants(Category, 1, max_depth=2)  # doctest: +SKIP
         >>> [(c.name, depth) for c, depth, path in session.execute(stmt)]  # doctest: +SKIP
         [('Laptops', 1), ('Gaming laptops', 2), ('Phones', 1)]
@@ -186,7 +186,7 @@ def subtree_size(
 ) -> Select[Any]:
     """``SELECT count(*)`` of a node's subtree, the node included.
 
-    Example:
+    Examples:
         >>> session.scalar(subtree_size(Category, 1))  # doctest: +SKIP
         4
     """
@@ -230,7 +230,7 @@ def ancestors(
 ) -> Select[Any]:
     """The nodes above a node, root first: ``(node, depth, path)``, depth 1 = the parent.
 
-    Example:
+    Examples:
         >>> stmt = ancestors(Category, 7)  # doctest: +SKIP
         >>> " / ".join(c.name for c in session.scalars(stmt))  # doctest: +SKIP
         'Electronics / Computers'
@@ -263,7 +263,7 @@ def children(
 ) -> Select[Any]:
     """The children of a node, in sibling order: ``(node, 1, [parent key, key])`` rows.
 
-    Example:
+    Examples:
         >>> [c.name for c in session.scalars(children(laptops))]  # doctest: +SKIP
         ['Gaming laptops', 'Ultrabooks']
     """
@@ -284,7 +284,7 @@ def siblings(
 ) -> Select[Any]:
     """The other children of a node's parent (other roots of its scope for a root).
 
-    Example:
+    Examples:
         >>> [c.name for c in session.scalars(siblings(laptops))]  # doctest: +SKIP
         ['Phones']
 
@@ -313,7 +313,7 @@ def siblings(
 def roots(model: type[Any], *, scope: Any = None) -> Select[Any]:
     """The nodes without a parent (of one scope when ``scope`` is given): ``(node, 0, [key])``.
 
-    Example:
+    Examples:
         >>> [c.name for c in session.scalars(roots(Category))]  # doctest: +SKIP
         ['Electronics', 'Books']
     """

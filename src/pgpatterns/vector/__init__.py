@@ -1,7 +1,7 @@
 """Vector search with pgvector: one spec for column, index and query; filtered, re-ranked and
 hybrid search; recall and index-build measurement.
 
-Example:
+Examples:
     >>> from pgpatterns.vector import VectorSpec
     >>> spec = VectorSpec(384, metric="cosine", index="hnsw", m=16, ef_construction=64)
     >>> spec.opclass

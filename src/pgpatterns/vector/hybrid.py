@@ -52,7 +52,7 @@ def hybrid_search_stmt(
 ) -> Select[Any]:
     """The ``SELECT`` fusing a vector and a full-text ranking with Reciprocal Rank Fusion.
 
-    Example:
+    Examples:
         >>> stmt = hybrid_search_stmt(Doc, Doc.embedding, query_vec, "hnsw tuning",  # doctest: +SKIP
         ...                           document=Doc.search, k=5)
 
@@ -154,7 +154,7 @@ def hybrid_search(
 ) -> list[HybridHit[Any]]:
     """Hybrid (keyword + semantic) search, fused with Reciprocal Rank Fusion; best first.
 
-    Example:
+    Examples:
         >>> hits = hybrid_search(session, Doc, Doc.embedding, query_vec,  # doctest: +SKIP
         ...                      "postgres vector index", document=Doc.search, k=5)
         >>> [(h.item.title, h.vector_rank, h.text_rank) for h in hits][:1]  # doctest: +SKIP
@@ -205,7 +205,7 @@ async def hybrid_search_async(
 ) -> list[HybridHit[Any]]:
     """The asyncio twin of :func:`hybrid_search`.
 
-    Example:
+    Examples:
         >>> hits = await hybrid_search_async(session, Doc, Doc.embedding, vec,  # doctest: +SKIP
         ...                                  "hnsw", document=Doc.search)
     """

@@ -67,7 +67,7 @@ def recall_at_k(
 ) -> float:
     """Recall@k of the index: the share of the exact ``k`` nearest that the index returns.
 
-    Example:
+    Examples:
         >>> recall_at_k(session, Doc, Doc.embedding, sample_queries, 10, ef_search=80)  # doctest: +SKIP
         0.973
 
@@ -118,7 +118,7 @@ def tune_ef_search(
 ) -> EfSearchTuning:
     """Sweep ``hnsw.ef_search`` upwards until recall@k reaches ``target``.
 
-    Example:
+    Examples:
         >>> tuning = tune_ef_search(session, Doc, Doc.embedding, sample, 10, target=0.95)  # doctest: +SKIP
         >>> tuning.ef_search, [(p.ef_search, p.recall) for p in tuning.points]  # doctest: +SKIP
         (40, [(10, 0.81), (20, 0.9), (40, 0.96)])
@@ -207,7 +207,7 @@ def index_build_report(
 ) -> IndexBuildReport:
     """Build ``index`` (``CREATE INDEX``) in the caller's transaction and report on it.
 
-    Example:
+    Examples:
         >>> report = index_build_report(session, spec.index_on(Doc.embedding))  # doctest: +SKIP
         >>> report.overflowed, report.advice  # doctest: +SKIP
         (False, 'fits: about 230 MB needed, maintenance_work_mem is enough.')
@@ -270,7 +270,7 @@ def _version(text_version: str) -> tuple[int, ...]:
 def check_vector_setup(session: SyncConn) -> VectorSetup:
     """Check the pgvector version; warn (:class:`VectorSetupWarning`), never raise.
 
-    Example:
+    Examples:
         >>> check_vector_setup(session)  # doctest: +SKIP
         VectorSetup(version='0.8.6', iterative_scans=True, problems=())
 
@@ -313,7 +313,7 @@ async def recall_at_k_async(session: AsyncSession | AsyncConnection, *args: Any,
                             **kw: Any) -> float:
     """Asyncio twin of :func:`recall_at_k` (same arguments).
 
-    Example:
+    Examples:
         >>> await recall_at_k_async(session, Doc, Doc.embedding, sample, 10)  # doctest: +SKIP
     """
     return cast(float, await _run_sync(session, recall_at_k, *args, **kw))
@@ -323,7 +323,7 @@ async def tune_ef_search_async(session: AsyncSession | AsyncConnection, *args: A
                                **kw: Any) -> EfSearchTuning:
     """Asyncio twin of :func:`tune_ef_search` (same arguments).
 
-    Example:
+    Examples:
         >>> await tune_ef_search_async(session, Doc, Doc.embedding, sample, 10)  # doctest: +SKIP
     """
     return cast(EfSearchTuning, await _run_sync(session, tune_ef_search, *args, **kw))
@@ -333,7 +333,7 @@ async def index_build_report_async(session: AsyncSession | AsyncConnection, inde
                                    **kw: Any) -> IndexBuildReport:
     """Asyncio twin of :func:`index_build_report` (same arguments).
 
-    Example:
+    Examples:
         >>> await index_build_report_async(session, spec.index_on(Doc.embedding))  # doctest: +SKIP
     """
     return cast(IndexBuildReport, await _run_sync(session, index_build_report, index, **kw))
@@ -342,7 +342,7 @@ async def index_build_report_async(session: AsyncSession | AsyncConnection, inde
 async def check_vector_setup_async(session: AsyncSession | AsyncConnection) -> VectorSetup:
     """Asyncio twin of :func:`check_vector_setup`.
 
-    Example:
+    Examples:
         >>> (await check_vector_setup_async(session)).version  # doctest: +SKIP
         '0.8.6'
     """

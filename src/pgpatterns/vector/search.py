@@ -168,7 +168,7 @@ def search_settings(
 ) -> dict[str, str]:
     """The transaction-local settings :func:`nearest` applies, validated.
 
-    Example:
+    Examples:
         >>> search_settings(VectorSpec(3), 10, filtered=True, ef_search=80)
         {'plan_cache_mode': 'force_custom_plan', 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.ef_search': '80'}
 
@@ -250,7 +250,7 @@ def nearest_stmt(
 ) -> Select[Any]:
     """The ``SELECT`` of the ``k`` nearest rows and their ``distance``, nearest first.
 
-    Example:
+    Examples:
         >>> from sqlalchemy import Column, Integer, MetaData, Table
         >>> spec = VectorSpec(3)
         >>> docs = Table("docs", MetaData(), Column("id", Integer, primary_key=True),
@@ -339,7 +339,7 @@ def nearest(
 ) -> list[Neighbor[Any]]:
     """The ``k`` rows nearest to ``query_vector``, nearest first, with their distances.
 
-    Example:
+    Examples:
         >>> hits = nearest(session, Doc, Doc.embedding, query, 10,  # doctest: +SKIP
         ...                where=Doc.tenant_id == 7)
         >>> [(hit.item.title, round(hit.distance, 3)) for hit in hits][:1]  # doctest: +SKIP
@@ -405,7 +405,7 @@ async def nearest_async(
 ) -> list[Neighbor[Any]]:
     """The asyncio twin of :func:`nearest` (``AsyncSession`` or ``AsyncConnection``).
 
-    Example:
+    Examples:
         >>> hits = await nearest_async(session, Doc, Doc.embedding, query, 5)  # doctest: +SKIP
     """
     settings, stmt, orm = _prepare(model, spec_or_column, query_vector, k, dict(

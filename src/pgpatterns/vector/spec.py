@@ -72,7 +72,7 @@ def _choice(name: str, value: object, allowed: Sequence[object]) -> None:
 class VectorSpec:
     """The one declaration a vector column, its index and every query share.
 
-    Example:
+    Examples:
         >>> spec = VectorSpec(384, metric="cosine")
         >>> spec.opclass, spec.index_with
         ('vector_cosine_ops', {'m': 16, 'ef_construction': 64})
@@ -217,7 +217,7 @@ class VectorSpec:
     def column(self, name: str, **kw: Any) -> Column[Any]:
         """A Core ``Column`` of this type that remembers the spec (``Column.info``).
 
-        Example:
+        Examples:
             >>> VectorSpec(3).column("embedding").type
             VECTOR(dim=3)
         """
@@ -227,7 +227,7 @@ class VectorSpec:
     def mapped_column(self, *args: Any, **kw: Any) -> MappedColumn[Any]:
         """A declarative ``mapped_column()`` of this type that remembers the spec.
 
-        Example:
+        Examples:
             >>> col = VectorSpec(3).mapped_column(nullable=False)
             >>> col.column.info["pgpatterns.vector"]
             VectorSpec(dim=3, metric='cosine', storage='vector', index='hnsw', m=16, ef_construction=64, lists=100, quantize=None)
@@ -248,7 +248,7 @@ class VectorSpec:
     def index_on(self, column: Any, *, name: str | None = None) -> Index:
         """The ``Index`` for ``column``, with operator class and ``WITH`` parameters.
 
-        Example:
+        Examples:
             >>> from sqlalchemy import MetaData, Table, Integer, Column
             >>> from sqlalchemy.dialects import postgresql
             >>> from sqlalchemy.schema import CreateIndex
@@ -299,7 +299,7 @@ class VectorSpec:
     def distance(self, column: ColumnElement[Any], query: ColumnElement[Any]) -> ColumnElement[Any]:
         """The distance the index orders by: ``ORDER BY`` this, ascending, with ``LIMIT``.
 
-        Example:
+        Examples:
             >>> from sqlalchemy import column
             >>> from sqlalchemy.dialects import postgresql
             >>> spec = VectorSpec(3, quantize="binary", metric="l2")
@@ -323,7 +323,7 @@ class VectorSpec:
     def check_query(self, value: Any) -> Any:
         """Validate a query vector and return it in the form the column type binds.
 
-        Example:
+        Examples:
             >>> VectorSpec(2).check_query([0, 0])
             Traceback (most recent call last):
             ...
