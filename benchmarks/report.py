@@ -81,13 +81,24 @@ def _plot(question: str, scale: str, cases: list[dict[str, Any]]) -> str | None:
     name = f"{question.replace(':', '-')}-{scale}.png"
     colors = {"pattern": "#2b8a3e", "baseline": "#c92a2a", "alternative": "#868e96",
               "limit": "#1c7ed6"}
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(cases)))
-    labels = [f"{c['case']} ({c['role']})" for c in cases]
-    ax.barh(labels, [c["median_ms"] for c in cases],
-            color=[colors.get(c["role"], "#868e96") for c in cases])
-    ax.set_xlabel("median ms (lower is better)")
+    curve = [c for c in cases if "recall_at_10" in c["extra"]]
+    if len(curve) >= 3:  # a recall/latency trade-off: a curve says more than bars
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for c in curve:
+            ax.scatter(c["median_ms"], c["extra"]["recall_at_10"],
+                       color=colors.get(c["role"], "#868e96"))
+            ax.annotate(c["case"], (c["median_ms"], c["extra"]["recall_at_10"]), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("median ms (log)")
+        ax.set_ylabel("recall@10")
+    else:
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(cases)))
+        labels = [f"{c['case']} ({c['role']})" for c in cases]
+        ax.barh(labels, [c["median_ms"] for c in cases],
+                color=[colors.get(c["role"], "#868e96") for c in cases])
+        ax.set_xlabel("median ms (lower is better)")
+        ax.invert_yaxis()
     ax.set_title(f"{question} — {scale}")
-    ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(RESULTS / name, dpi=90)
     plt.close(fig)
