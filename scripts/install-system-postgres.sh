@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the system PostgreSQL 15 pieces pgpatterns needs (Debian/Ubuntu, run as root):
-# postgresql-15 (ships btree_gist, ltree, pg_trgm), PostGIS 3, server headers, build tools,
-# and pgvector >= 0.8.0 built from Debian's trixie source package (not packaged for bookworm).
+# postgresql-15 (ships btree_gist, ltree, pg_trgm), PostGIS 3, pg_partman, pg_cron, server
+# headers, build tools, and pgvector >= 0.8.0 built from Debian's trixie source package (not
+# packaged for bookworm). pg_cron only works once preloaded (shared_preload_libraries): the
+# throwaway test cluster (src/pgpatterns/testing/cluster.py) sets that when the library exists.
 # Idempotent: installs only what is missing. Never creates, starts, stops or changes a cluster.
 set -euo pipefail
 
@@ -11,8 +13,8 @@ EXT_DIR=/usr/share/postgresql/$PG/extension
 LIB_DIR=/usr/lib/postgresql/$PG/lib
 PGVECTOR_SRC_VERSION=0.8.0-1
 PGVECTOR_MIN=0.8.0
-PACKAGES=(postgresql-$PG postgresql-$PG-postgis-3 postgresql-server-dev-$PG
-          make gcc libc6-dev debian-archive-keyring)
+PACKAGES=(postgresql-$PG postgresql-$PG-postgis-3 postgresql-$PG-partman postgresql-$PG-cron
+          postgresql-server-dev-$PG make gcc libc6-dev debian-archive-keyring)
 TRIXIE_SRC=/etc/apt/sources.list.d/pgpatterns-trixie-src.sources
 NO_CLUSTER_CONF=/etc/postgresql-common/createcluster.d/pgpatterns-no-main-cluster.conf
 POLICY=/usr/sbin/policy-rc.d
@@ -113,10 +115,12 @@ if [[ -n $need_vector ]]; then
 fi
 
 # --- verify (files only; no cluster needed) --------------------------------------------
-for f in "$EXT_DIR"/{vector,postgis,btree_gist,ltree}.control "$LIB_DIR/vector.so"; do
+for f in "$EXT_DIR"/{vector,postgis,btree_gist,ltree,pg_partman,pg_cron}.control \
+         "$LIB_DIR/vector.so" "$LIB_DIR/pg_cron.so"; do
   [[ -f $f ]] || die "$f is missing after install; rerun, or check the apt output above"
 done
 vec=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$EXT_DIR/vector.control")
 pgis=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$EXT_DIR/postgis.control")
-say "done: PostgreSQL $PG ready for pgpatterns (vector $vec, postgis $pgis, btree_gist, ltree);" \
+say "done: PostgreSQL $PG ready for pgpatterns (vector $vec, postgis $pgis, btree_gist, ltree," \
+    "pg_partman, pg_cron);" \
     "${#missing[@]} package(s) installed, pgvector ${vector_status:-already there}"

@@ -141,6 +141,24 @@ def _initdb(bindir: Path, data: Path, user: str | None) -> None:
     with (data / "postgresql.conf").open("a") as conf:
         for name, value in _SETTINGS.items():
             conf.write(f"{name} = {value}\n")
+        if _has_library(bindir, "pg_cron"):
+            # pg_cron can only be created once preloaded; preload it only where this
+            # installation ships it (the system PG 15 with postgresql-15-cron, not the
+            # embedded one), so that `requires_extension("pg_cron")` tests can run.
+            conf.write("shared_preload_libraries = 'pg_cron'\n")
+
+
+def _has_library(bindir: Path, name: str) -> bool:
+    """Whether ``$libdir/<name>.so`` exists for the installation in ``bindir``."""
+    libdir = bindir.parent / "lib"
+    pg_config = bindir / "pg_config"
+    if pg_config.is_file():
+        out = subprocess.run(
+            [str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=False
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            libdir = Path(out.stdout.strip())
+    return (libdir / f"{name}.so").is_file()
 
 
 def _wait_ready(cluster: Cluster, log: Path, timeout: float = 30.0) -> None:

@@ -1,0 +1,211 @@
+"""Replace a materialized view's definition without losing its indexes or grants.
+
+Examples:
+    >>> replace_materialized_view(session, shop_totals_v2)  # doctest: +SKIP
+    Replaced(name='shop_totals', indexes=['shop_totals_key', 'shop_totals_cents'], ...)
+
+``DROP`` + ``CREATE`` (what migration tools emit for a changed definition) loses every index
+created next to the view, and leaves readers with no view at all in between. Here the new
+definition is built under a temporary name with all its indexes, then swapped in: drop the
+old one, rename the new one and its indexes, re-grant, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, Connection, Index, Table, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateIndex
+from sqlalchemy.sql import visitors
+
+from pgpatterns.ddl import MaterializedView
+from pgpatterns.ddl.base import regname
+from pgpatterns.errors import ViewReplaceError
+from pgpatterns.views.declare import as_view
+
+__all__ = ["Replaced", "replace_materialized_view", "replace_materialized_view_async"]
+
+# Privileges a materialized view can be granted (aclexplode() spells them like this).
+_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES",
+                         "TRIGGER", "MAINTAIN"})
+
+_OLD = text("SELECT c.oid, c.relkind FROM pg_class c WHERE c.oid = to_regclass(:n)")
+_DEPENDENTS = text(
+    "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d"
+    " JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class"
+    " WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = :oid AND v.oid <> :oid"
+)
+_INDEXES = text(
+    "SELECT i.relname AS name, x.indisunique AS is_unique, am.amname AS method,"
+    " (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL) AS complex,"
+    " array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(num, pos)"
+    "       JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.num"
+    "       ORDER BY k.pos) AS columns"
+    " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam"
+    " WHERE x.indrelid = :oid ORDER BY i.relname"
+)
+_GRANTS = text(
+    "SELECT a.privilege_type AS privilege, r.rolname AS role FROM pg_class c"
+    " CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
+    " WHERE c.oid = :oid AND a.grantee <> c.relowner ORDER BY 2, 1"
+)
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """What :func:`replace_materialized_view` did."""
+
+    name: str
+    indexes: list[str]
+    kept: list[str]
+    grants: list[tuple[str, str]]
+    created: bool
+
+
+def replace_materialized_view(
+    session: Session | Connection, mv: Any, *, keep_indexes: bool = True
+) -> Replaced:
+    """Swap in ``mv``'s (new) definition, keeping indexes and grants; in one transaction.
+
+    Examples:
+        >>> replace_materialized_view(session, shop_totals_v2)  # doctest: +SKIP
+
+    The indexes of the new one are the declared ones plus, with ``keep_indexes`` (default),
+    every index found on the old one under another name (created by hand or by a migration),
+    re-created on the same columns with the same method and uniqueness. Privileges granted
+    on the old view are granted again. If the view does not exist yet it is just created.
+    Commit soon: the swap holds an ACCESS EXCLUSIVE lock on the view until commit; the slow
+    part (running the query, building indexes) happens before it is taken.
+
+    Raises:
+        ViewReplaceError: other views depend on it (the DROP would need CASCADE), or an
+            existing index uses expressions / a WHERE clause / columns the new query no
+            longer produces. Nothing is created or dropped.
+
+    Warning:
+        Comments, ownership and column-level grants are not carried over. Needs the new
+        definition to keep the view's name (it is the same object, redefined).
+    """
+    obj = as_view(mv)
+    if not isinstance(obj, MaterializedView):
+        raise ViewReplaceError(
+            f"{obj.describe()} is a plain view; use CREATE OR REPLACE VIEW (or drop and "
+            "create it) since it holds no data or indexes to keep."
+        )
+    conn = session.connection() if isinstance(session, Session) else session
+    old = conn.execute(_OLD, {"n": regname(obj.name, obj.schema)}).first()
+    if old is None:
+        for ddl in obj.create_ddl():
+            conn.execute(ddl)
+        names = [str(i.name) for i in obj._indexes]
+        return Replaced(obj.name, names, [], [], created=True)
+    oid, relkind = old
+    if relkind != "m":
+        raise ViewReplaceError(
+            f"{obj.describe()}: the database object with that name is not a materialized view "
+            f"(relkind {relkind!r}); drop or rename it first."
+        )
+    dependents = list(conn.execute(_DEPENDENTS, {"oid": oid}).scalars())
+    if dependents:
+        raise ViewReplaceError(
+            f"cannot replace {obj.describe()}: views {dependents} depend on it, and dropping "
+            "the old definition would need CASCADE (dropping them too). Drop those views, "
+            "replace, then create them again (in one migration)."
+        )
+    declared = {str(i.name) for i in obj._indexes}
+    existing = [r._asdict() for r in conn.execute(_INDEXES, {"oid": oid})]
+    kept = [r for r in existing if r["name"] not in declared] if keep_indexes else []
+    produced = set(obj.table.c.keys())
+    for row in kept:
+        lost = [c for c in row["columns"] if c not in produced]
+        if row["complex"] or lost:
+            why = (
+                "it uses expressions or a WHERE clause"
+                if row["complex"]
+                else f"the new query no longer produces {lost}"
+            )
+            raise ViewReplaceError(
+                f"cannot keep index {row['name']} of {obj.describe()}: {why}. Declare it on "
+                "materialized_view(indexes=[...]) so its definition is known, or pass "
+                "keep_indexes=False to let it go."
+            )
+    grants = [(r.privilege, r.role) for r in conn.execute(_GRANTS, {"oid": oid})]
+    return _swap(conn, obj, kept, grants)
+
+
+def _swap(
+    conn: Connection, obj: MaterializedView, kept: list[dict[str, Any]],
+    grants: list[tuple[str, str | None]],
+) -> Replaced:
+    prep = conn.dialect.identifier_preparer
+    tag = secrets.token_hex(4)
+    twin = dataclasses.replace(obj, name=f"pgp_new_{tag}", indexes=(), depends_on=())
+    final: list[tuple[str, Index]] = []
+    for n, index in enumerate(obj._indexes):
+        final.append((str(index.name), _retarget(index, twin.table, f"pgp_new_{tag}_{n}")))
+    for n, row in enumerate(kept, start=len(final)):
+        made = Index(
+            f"pgp_new_{tag}_{n}",
+            *(twin.table.c[c] for c in row["columns"]),
+            unique=row["is_unique"],
+            postgresql_using=row["method"],
+        )
+        final.append((row["name"], made))
+    for ddl in twin.create_ddl():
+        conn.execute(ddl)
+    for _, index in final:
+        conn.execute(CreateIndex(index))
+    for ddl in obj.drop_ddl():
+        conn.execute(ddl)  # old indexes go with it, freeing their names
+    where = f"{prep.quote_schema(obj.schema)}." if obj.schema else ""
+    new, old = prep.quote(twin.name), prep.quote(obj.name)
+    conn.execute(text(f"ALTER MATERIALIZED VIEW {where}{new} RENAME TO {old}"))
+    for name, index in final:
+        tmp = prep.quote(str(index.name))
+        conn.execute(text(f"ALTER INDEX {where}{tmp} RENAME TO {prep.quote(name)}"))
+    target = f"{where}{prep.quote(obj.name)}"
+    done: list[tuple[str, str]] = []
+    for privilege, role in grants:
+        if privilege not in _PRIVILEGES:
+            continue
+        who = "PUBLIC" if role is None else prep.quote(role)
+        conn.execute(text(f"GRANT {privilege} ON {target} TO {who}"))
+        done.append((privilege, role or "PUBLIC"))
+    return Replaced(
+        obj.name, [n for n, _ in final], [str(r["name"]) for r in kept], done, created=False
+    )
+
+
+def _retarget(index: Index, table: Table, name: str) -> Index:
+    """``index`` rebuilt over ``table``'s same-named columns under ``name``."""
+
+    def swap(element: Any) -> Any:
+        if isinstance(element, Column) and element.name in table.c:
+            return table.c[element.name]
+        return None
+
+    exprs: Sequence[Any] = [
+        visitors.replacement_traverse(e, {}, swap)  # type: ignore[call-overload]
+        for e in index.expressions
+    ]
+    return Index(name, *exprs, unique=index.unique, **index.dialect_kwargs)
+
+
+async def replace_materialized_view_async(
+    session: AsyncSession, mv: Any, *, keep_indexes: bool = True
+) -> Replaced:
+    """:func:`replace_materialized_view` for an ``AsyncSession``.
+
+    A dozen dependent catalog reads and DDL steps: run through ``run_sync`` rather than
+    duplicated (each step is one statement; there is nothing to overlap).
+    """
+    result: Replaced = await session.run_sync(
+        lambda s: replace_materialized_view(s, mv, keep_indexes=keep_indexes)
+    )
+    return result
