@@ -50,8 +50,11 @@ def _ratio(row: dict[str, Any], pattern: dict[str, Any] | None) -> str:
 
 
 def _target(row: dict[str, Any], pattern: dict[str, Any] | None) -> str:
-    """The case's declared target, and whether this run met it."""
+    """The case's declared target, and whether this run met it (targets are set for the
+    default scale: at quick scale they are shown, not judged)."""
     extra = row["extra"]
+    if row["scale"] == "quick" and any(k.startswith("target_") for k in extra):
+        return "(target judged at default scale)"
     if pattern is None or not pattern["median_ms"] or not row["median_ms"]:
         return ""
     if "target_slower_by_at_least" in extra:
