@@ -327,8 +327,13 @@ def test_quantized_search_uses_its_index_and_reranks(
     hits = nearest(session, Item, spec, q, 10, candidates=pool)
     distances = [h.distance for h in hits]
     assert len(hits) == 10 and distances == sorted(distances)
-    exact = nearest(session, Item, SPEC, q, 10, exact=True)
-    assert np.isclose(distances[0], exact[0].distance, rtol=1e-3)  # full-precision distance
+    # re-ranked: each distance is the full-precision one (numpy), not the quantized one
+    # (comparing the top hit with the exact top hit would depend on the HNSW build, which
+    # is randomized: one query in a clustered set can miss its cluster on some builds)
+    for hit in hits:
+        v = VECTORS[hit.item.id].astype(np.float64)
+        full = 1 - float(v @ q) / (np.linalg.norm(v) * np.linalg.norm(q))
+        assert np.isclose(hit.distance, full, rtol=1e-4, atol=1e-6), (hit.distance, full)
     recall = recall_at_k(session, Item, spec, QUERIES[:10], 10, candidates=pool)
     assert recall >= 0.9, recall
 
