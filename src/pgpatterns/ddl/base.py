@@ -8,13 +8,14 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import Connection, Table, literal
+from sqlalchemy import Connection, Table, literal, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -128,8 +129,12 @@ class SchemaObject:
         return ";\n".join(str(e.compile(dialect=dialect)).strip() for e in elements)
 
     # -- catalog -------------------------------------------------------------------------
-    def exists(self, conn: Connection) -> bool:
+    def _catalog(self, conn: Connection) -> dict[str, Any] | None:
+        """The object's catalog row (what :meth:`reflect_diff` compares), None if absent."""
         raise NotImplementedError
+
+    def exists(self, conn: Connection) -> bool:
+        return self._catalog(conn) is not None
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         """Differences between the declaration and the catalog; ``[]`` means in sync."""
@@ -137,6 +142,32 @@ class SchemaObject:
 
     def _missing(self) -> list[str]:
         return [f"{self.describe()} does not exist in the database"]
+
+    @staticmethod
+    def _first_row(conn: Connection, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        row = conn.execute(text(sql), params).mappings().first()
+        return None if row is None else dict(row)
+
+    def _expected(self, conn: Connection, statements: int | None = None) -> dict[str, Any]:
+        """The catalog row PostgreSQL makes of this declaration: a twin under a throw-away
+        name is created in a savepoint, read back, and rolled back, so both sides of the
+        comparison are normalised by PostgreSQL itself."""
+        with conn.begin_nested() as sp:
+            twin = dataclasses.replace(self, name=temp_name(), depends_on=())
+            for ddl in twin.create_ddl()[:statements]:
+                conn.execute(ddl)
+            row = twin._catalog(conn)
+            sp.rollback()
+        assert row is not None
+        return row
+
+    def _compare(self, actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+        return [
+            f"{self.describe()}: {key} is {actual[key]!r} in the database, "
+            f"declared {expected[key]!r}"
+            for key in expected
+            if actual[key] != expected[key]
+        ]
 
 
 class _SchemaDDL(ExecutableDDLElement):

@@ -8,7 +8,6 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -24,7 +23,6 @@ from pgpatterns.ddl.base import (
     qualified,
     raw_text,
     regname,
-    temp_name,
     type_sql,
 )
 from pgpatterns.errors import DDLOptionError
@@ -141,37 +139,17 @@ class Function(SchemaObject):
         oid = self._regprocedure(conn)
         if oid is None:
             return None
-        row = (
-            conn.execute(
-                text(
-                    "SELECT p.prosrc AS body, p.provolatile AS volatility, p.prosecdef AS"
-                    " security_definer, p.proconfig AS config, l.lanname AS language,"
-                    " p.prorettype::regtype::text AS returns FROM pg_proc p"
-                    " JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = :oid"
-                ),
-                {"oid": oid},
-            )
-            .mappings()
-            .one()
+        return self._first_row(
+            conn,
+            "SELECT p.prosrc AS body, p.provolatile AS volatility, p.prosecdef AS"
+            " security_definer, p.proconfig AS config, l.lanname AS language,"
+            " p.prorettype::regtype::text AS returns FROM pg_proc p"
+            " JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = :oid",
+            {"oid": oid},
         )
-        return dict(row)
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         actual = self._catalog(conn)
         if actual is None:
             return self._missing()
-        # What PostgreSQL stores for the declaration: create it under a throw-away name in
-        # a savepoint, read it back, roll back.
-        with conn.begin_nested() as sp:
-            twin = dataclasses.replace(self, name=temp_name(), depends_on=())
-            for ddl in twin.create_ddl():
-                conn.execute(ddl)
-            expected = twin._catalog(conn)
-            sp.rollback()
-        assert expected is not None
-        return [
-            f"{self.describe()}: {key} is {actual[key]!r} in the database, "
-            f"declared {expected[key]!r}"
-            for key in expected
-            if actual[key] != expected[key]
-        ]
+        return self._compare(actual, self._expected(conn))

@@ -142,22 +142,13 @@ class Partition(SchemaObject):
         return [f"DROP TABLE IF EXISTS {qualified(compiler, self.name, self.schema)}"]
 
     def _catalog(self, conn: Connection) -> dict[str, Any] | None:
-        row = (
-            conn.execute(
-                text(
-                    "SELECT i.inhparent AS parent, pg_get_expr(c.relpartbound, c.oid) AS bound"
-                    " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid"
-                    " WHERE c.oid = to_regclass(:n)"
-                ),
-                {"n": regname(self.name, self.schema)},
-            )
-            .mappings()
-            .first()
+        return self._first_row(
+            conn,
+            "SELECT i.inhparent AS parent, pg_get_expr(c.relpartbound, c.oid) AS bound"
+            " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid"
+            " WHERE c.oid = to_regclass(:n)",
+            {"n": regname(self.name, self.schema)},
         )
-        return None if row is None else dict(row)
-
-    def exists(self, conn: Connection) -> bool:
-        return self._catalog(conn) is not None
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         actual = self._catalog(conn)

@@ -10,12 +10,11 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Table, select, text
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,7 +24,6 @@ from pgpatterns.ddl.base import (
     check_choice,
     expression_sql,
     regname,
-    temp_name,
 )
 from pgpatterns.ddl.rls import check_table
 from pgpatterns.errors import DDLOptionError
@@ -134,39 +132,19 @@ class Policy(SchemaObject):
         return [f"DROP POLICY IF EXISTS {prep.quote(self.name)} ON {prep.format_table(self.table)}"]
 
     def _catalog(self, conn: Connection) -> dict[str, Any] | None:
-        row = (
-            conn.execute(
-                text(
-                    "SELECT p.polcmd AS command, p.polpermissive AS permissive,"
-                    " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END"
-                    "       FROM unnest(p.polroles) r ORDER BY 1) AS roles,"
-                    " pg_get_expr(p.polqual, p.polrelid) AS using,"
-                    " pg_get_expr(p.polwithcheck, p.polrelid) AS with_check"
-                    " FROM pg_policy p WHERE p.polrelid = to_regclass(:t) AND p.polname = :n"
-                ),
-                {"t": regname(self.table.name, self.table.schema), "n": self.name},
-            )
-            .mappings()
-            .first()
+        return self._first_row(
+            conn,
+            "SELECT p.polcmd AS command, p.polpermissive AS permissive,"
+            " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END"
+            "       FROM unnest(p.polroles) r ORDER BY 1) AS roles,"
+            " pg_get_expr(p.polqual, p.polrelid) AS using,"
+            " pg_get_expr(p.polwithcheck, p.polrelid) AS with_check"
+            " FROM pg_policy p WHERE p.polrelid = to_regclass(:t) AND p.polname = :n",
+            {"t": regname(self.table.name, self.table.schema), "n": self.name},
         )
-        return None if row is None else dict(row)
-
-    def exists(self, conn: Connection) -> bool:
-        return self._catalog(conn) is not None
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         actual = self._catalog(conn)
         if actual is None:
             return self._missing()
-        with conn.begin_nested() as sp:
-            twin = dataclasses.replace(self, name=temp_name(), depends_on=())
-            conn.execute(twin.create_ddl()[0])
-            expected = twin._catalog(conn)
-            sp.rollback()
-        assert expected is not None
-        return [
-            f"{self.describe()}: {key} is {actual[key]!r} in the database, "
-            f"declared {expected[key]!r}"
-            for key in expected
-            if actual[key] != expected[key]
-        ]
+        return self._compare(actual, self._expected(conn, 1))

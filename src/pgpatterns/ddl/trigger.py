@@ -141,22 +141,13 @@ class Trigger(SchemaObject):
         return [f"DROP TRIGGER IF EXISTS {prep.quote(self.name)} ON {table}"]
 
     def _catalog(self, conn: Connection) -> dict[str, Any] | None:
-        row = (
-            conn.execute(
-                text(
-                    "SELECT t.tgenabled AS enabled, t.tgfoid::regproc::text AS function,"
-                    " t.tgtype AS type FROM pg_trigger t"
-                    " WHERE t.tgrelid = to_regclass(:t) AND t.tgname = :n"
-                ),
-                {"t": regname(self.table.name, self.table.schema), "n": self.name},
-            )
-            .mappings()
-            .first()
+        return self._first_row(
+            conn,
+            "SELECT t.tgenabled AS enabled, t.tgfoid::regproc::text AS function,"
+            " t.tgtype AS type FROM pg_trigger t"
+            " WHERE t.tgrelid = to_regclass(:t) AND t.tgname = :n",
+            {"t": regname(self.table.name, self.table.schema), "n": self.name},
         )
-        return None if row is None else dict(row)
-
-    def exists(self, conn: Connection) -> bool:
-        return self._catalog(conn) is not None
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         row = self._catalog(conn)

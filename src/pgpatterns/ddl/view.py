@@ -13,11 +13,10 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table
 from sqlalchemy.schema import CreateView
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.selectable import SelectBase
@@ -30,7 +29,6 @@ from pgpatterns.ddl.base import (
     check_choice,
     qualified,
     regname,
-    temp_name,
 )
 from pgpatterns.errors import DDLOptionError
 
@@ -85,39 +83,19 @@ class ViewBase(SchemaObject):
         return [f"DROP {what} IF EXISTS {qualified(compiler, self.name, self.schema)}"]
 
     def _catalog(self, conn: Connection) -> dict[str, Any] | None:
-        row = (
-            conn.execute(
-                text(
-                    "SELECT c.relkind AS kind, coalesce(c.reloptions, '{}') AS options,"
-                    " pg_get_viewdef(c.oid) AS definition FROM pg_class c"
-                    " WHERE c.oid = to_regclass(:n)"
-                ),
-                {"n": regname(self.name, self.schema)},
-            )
-            .mappings()
-            .first()
+        return self._first_row(
+            conn,
+            "SELECT c.relkind AS kind, coalesce(c.reloptions, '{}') AS options,"
+            " pg_get_viewdef(c.oid) AS definition FROM pg_class c"
+            " WHERE c.oid = to_regclass(:n)",
+            {"n": regname(self.name, self.schema)},
         )
-        return None if row is None else dict(row)
-
-    def exists(self, conn: Connection) -> bool:
-        return self._catalog(conn) is not None
-
-    def _expected(self, conn: Connection) -> dict[str, Any]:
-        """The catalog row PostgreSQL makes of this declaration (savepoint, rolled back)."""
-        with conn.begin_nested() as sp:
-            twin = dataclasses.replace(self, name=temp_name(), depends_on=())
-            for ddl in twin.create_ddl()[:1]:
-                conn.execute(ddl)
-            row = twin._catalog(conn)
-            sp.rollback()
-        assert row is not None
-        return row
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         actual = self._catalog(conn)
         if actual is None:
             return self._missing()
-        expected = self._expected(conn)
+        expected = self._expected(conn, 1)
         diffs = []
         if actual["kind"] != expected["kind"]:
             diffs.append(f"{self.describe()} has relkind {actual['kind']!r}")
