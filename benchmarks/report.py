@@ -57,6 +57,10 @@ def _target(row: dict[str, Any], pattern: dict[str, Any] | None) -> str:
         return "(target judged at default scale)"
     if pattern is None or not pattern["median_ms"] or not row["median_ms"]:
         return ""
+    flags = {k.removesuffix("_target_met"): v for k, v in extra.items()
+             if k.endswith("_target_met")}
+    if flags:  # targets that are not about time (index size, recall): judged by the suite
+        return "; ".join(f"{'met' if ok else 'MISSED'}: {name}" for name, ok in flags.items())
     if "target_slower_by_at_least" in extra:
         want, got = extra["target_slower_by_at_least"], row["median_ms"] / pattern["median_ms"]
         return f"{'met' if got >= want else 'MISSED'}: at least {want:g}x slower"
