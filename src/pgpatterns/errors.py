@@ -50,6 +50,7 @@ __all__ = [
     "ReadOnlyViewError",
     "TreeCycleError",
     "TreeError",
+    "TreeHasChildrenError",
     "TreeNodeNotFoundError",
     "TreeOptionError",
     "TreeScopeError",
@@ -160,6 +161,10 @@ class TreeOptionError(TreeError):
 
 class TreeNodeNotFoundError(TreeError):
     """A node id given to a tree action does not exist (in the given scope)."""
+
+
+class TreeHasChildrenError(TreeError):
+    """A node with children cannot be deleted: its model is ``on_delete="restrict"``."""
 
 
 class TreeCycleError(TreeError):

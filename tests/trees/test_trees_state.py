@@ -1,6 +1,8 @@
 """A hypothesis state machine: random inserts, moves (legal or not) and deletes on a forest.
 
-After every step the database answers like a pure-Python model of the same forest.
+Inserts and deletes go through the ORM and through insert_node/delete_node (also under a
+deleted parent, and as raw SQL refused by the guard). After every step the database answers
+like a pure-Python model of the same forest, and refused writes left nothing behind.
 """
 
 from __future__ import annotations
@@ -16,14 +18,24 @@ from hypothesis.stateful import (
     consumes,
     invariant,
     multiple,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from pgpatterns.errors import TreeCycleError
-from pgpatterns.trees import ancestors, descendants, load_subtree, move, subtree_size
+from pgpatterns.errors import TreeCycleError, TreeNodeNotFoundError
+from pgpatterns.trees import (
+    ancestors,
+    delete_node,
+    descendants,
+    insert_node,
+    load_subtree,
+    move,
+    subtree_size,
+    tree_errors,
+)
 
 __all__ = ["tree_engine"]
 
@@ -37,6 +49,7 @@ class Forest(RuleBasedStateMachine):
             conn.execute(text("TRUNCATE tree_categories RESTART IDENTITY"))
         self.session = Session(engine)
         self.parent: dict[int, int | None] = {}
+        self.deleted: list[int] = []
 
     # -- the model ---------------------------------------------------------------------
     def kids(self, key: int) -> list[int]:
@@ -65,6 +78,59 @@ class Forest(RuleBasedStateMachine):
         self.parent[node.id] = parent
         return node.id
 
+    @rule(target=nodes, parent=st.one_of(st.none(), nodes))
+    def insert_checked(self, parent: int | None) -> Any:
+        """insert_node, also under a node deleted before (refused before writing)."""
+        gone = parent is not None and parent not in self.parent
+        try:
+            node = insert_node(self.session, Category(name="c"), parent=parent)
+        except TreeNodeNotFoundError:
+            assert gone
+            return multiple()
+        assert not gone
+        self.session.commit()
+        self.parent[node.id] = parent
+        return node.id
+
+    @precondition(lambda self: self.deleted)
+    @rule(data=st.data())
+    def insert_under_deleted(self, data: st.DataObject) -> None:
+        """insert_node under a deleted node's key: refused before anything is written."""
+        gone = data.draw(st.sampled_from(self.deleted))
+        try:
+            insert_node(self.session, Category(name="c"), parent=gone)
+        except TreeNodeNotFoundError as exc:
+            assert f"under {gone}: no Category has that key" in str(exc)
+        else:
+            raise AssertionError(f"insert_node accepted the deleted parent {gone}")
+        self.session.commit()
+
+    @rule(parent=nodes)
+    def insert_raw_refused(self, parent: int) -> None:
+        """Raw SQL the guard refuses (a node as its own parent), typed by tree_errors."""
+        try:
+            with tree_errors(Category), self.session.begin_nested():
+                self.session.execute(
+                    text("INSERT INTO tree_categories (id, name, parent_id) OVERRIDING "
+                         "SYSTEM VALUE VALUES (:id, 'x', :id)"),
+                    {"id": 100_000 + parent},
+                )
+        except TreeCycleError:
+            pass
+        else:
+            raise AssertionError("the guard let a node be its own parent")
+        self.session.commit()
+
+    @rule(node=consumes(nodes))
+    def delete_checked(self, node: int) -> None:
+        if node not in self.parent:
+            return
+        delete_node(self.session, self.session.get(Category, node))
+        self.session.commit()
+        for key, _ in self.below(node):  # ON DELETE CASCADE
+            del self.parent[key]
+            self.deleted.append(key)
+
     @rule(node=nodes, new_parent=st.one_of(st.none(), nodes))
     def move(self, node: int, new_parent: int | None) -> None:
         if node not in self.parent or (new_parent is not None and new_parent not in self.parent):
@@ -88,6 +154,7 @@ class Forest(RuleBasedStateMachine):
         self.session.commit()
         for key, _ in self.below(node):  # ON DELETE CASCADE
             del self.parent[key]
+            self.deleted.append(key)
 
     # -- invariants --------------------------------------------------------------------
     @invariant()
@@ -112,6 +179,11 @@ class Forest(RuleBasedStateMachine):
             assert shape(root) == expected(key)
 
     @invariant()
+    def nothing_else_written(self) -> None:
+        count = self.session.scalar(select(func.count()).select_from(Category))
+        assert count == len(self.parent)
+
+    @invariant()
     def no_cycles(self) -> None:
         for key in self.parent:
             assert len(set(self.chain(key))) == len(self.chain(key))
@@ -123,5 +195,5 @@ class Forest(RuleBasedStateMachine):
 def test_forest_state_machine(tree_engine: Engine) -> None:
     run_state_machine_as_test(
         lambda: Forest(tree_engine),
-        settings=settings(settings.default, stateful_step_count=12),
+        settings=settings(settings.default, stateful_step_count=16),
     )

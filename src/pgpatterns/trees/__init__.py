@@ -14,8 +14,10 @@ Examples:
   scope column for a forest per tenant, sibling order column).
 * Queries (composable ``Select``): :func:`descendants`, :func:`ancestors`,
   :func:`children`, :func:`siblings`, :func:`roots`, :func:`subtree_size`.
-* Actions: :func:`move`, :func:`load_subtree`, :func:`bulk_load`, :func:`find_problems`
-  (each with an ``_async`` twin).
+* Actions: :func:`move`, :func:`insert_node`, :func:`delete_node`, :func:`load_subtree`,
+  :func:`bulk_load`, :func:`find_problems` (each with an ``_async`` twin).
+* Refusals by the database (trigger, ``parent_id`` foreign key) as typed errors:
+  :func:`tree_errors`.
 * Integrity in the database: :func:`tree_guard` (a trigger, attached with
   :func:`pgpatterns.ddl.attach`).
 * PostgreSQL's ``SEARCH``/``CYCLE`` clauses for any recursive CTE: :func:`with_search`,
@@ -30,6 +32,8 @@ Warning:
 from __future__ import annotations
 
 from pgpatterns.trees.cte import CycleClause, SearchClause, cte_column, with_cycle, with_search
+from pgpatterns.trees.edit import delete_node, delete_node_async, insert_node, insert_node_async
+from pgpatterns.trees.errors import tree_errors
 from pgpatterns.trees.guard import move, move_async, tree_guard
 from pgpatterns.trees.load import bulk_load, bulk_load_async, load_subtree, load_subtree_async
 from pgpatterns.trees.model import AdjacencyListMixin, TreeOptions
@@ -54,9 +58,13 @@ __all__ = [
     "bulk_load_async",
     "children",
     "cte_column",
+    "delete_node",
+    "delete_node_async",
     "descendants",
     "find_problems",
     "find_problems_async",
+    "insert_node",
+    "insert_node_async",
     "load_subtree",
     "load_subtree_async",
     "move",
@@ -64,6 +72,7 @@ __all__ = [
     "roots",
     "siblings",
     "subtree_size",
+    "tree_errors",
     "tree_guard",
     "with_cycle",
     "with_search",

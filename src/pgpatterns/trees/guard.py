@@ -30,15 +30,11 @@ from sqlalchemy.orm import Session
 
 from pgpatterns.ddl import Function, Trigger
 from pgpatterns.errors import TreeCycleError, TreeNodeNotFoundError, TreeScopeError
+from pgpatterns.trees.errors import labels, translate
 from pgpatterns.trees.model import Tree, tree_of
 from pgpatterns.trees.query import ancestors_cte
 
 __all__ = ["move", "move_async", "tree_guard"]
-
-
-def _labels(tree: Tree) -> tuple[str, str]:
-    """The CONSTRAINT names the trigger reports (cycle, scope), used for translation."""
-    return f"{tree.table.name}_tree_cycle", f"{tree.table.name}_tree_scope"
 
 
 def _quote_literal(value: str) -> str:
@@ -53,7 +49,7 @@ def _guard_body(tree: Tree) -> str:
     prep = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
     table = prep.format_table(tree.table)
     key, parent = prep.quote(tree.key.name), prep.quote(tree.parent.name)
-    cycle, scope_label = (_quote_literal(s) for s in _labels(tree))
+    cycle, scope_label = (_quote_literal(s) for s in labels(tree))
     scope = prep.quote(tree.scope.name) if tree.scope is not None else None
     unchanged = f"NEW.{parent} IS NOT DISTINCT FROM OLD.{parent}"
     if scope:
@@ -112,7 +108,8 @@ def tree_guard(model: type[Any]) -> tuple[Function, Trigger]:
         CREATE TRIGGER categories_tree_guard BEFORE INSERT OR UPDATE OF parent_id ON ...
 
     The trigger runs before each inserted row and each update of ``parent_id`` (and of the
-    scope column) and refuses, with a ``check_violation`` that :func:`move` translates to
+    scope column) and refuses, with a ``check_violation`` that :func:`move` and
+    :func:`tree_errors` translate to
     :class:`~pgpatterns.errors.TreeCycleError` / :class:`~pgpatterns.errors.TreeScopeError`:
     a node as its own parent, a parent that is one of the node's descendants (also within
     one multi-row statement), and a parent from another scope. Raw SQL, bulk ``UPDATE`` and
@@ -196,21 +193,6 @@ def _verdict(tree: Tree, node: Any, key: Any, parent_key: Any, row: Any) -> None
         )
 
 
-def _translate(tree: Tree, exc: IntegrityError) -> Exception:
-    diag = getattr(exc.orig, "diag", None)
-    label = getattr(diag, "constraint_name", None)
-    cycle, scope = _labels(tree)
-    detail = getattr(diag, "message_primary", None) or str(exc.orig)
-    if label == cycle:
-        return TreeCycleError(
-            f"{detail} (refused by the database: another transaction moved a node "
-            "meanwhile); roll back and retry with fresh data."
-        )
-    if label == scope:
-        return TreeScopeError(f"{detail}; a parent must be in its children's scope.")
-    return exc
-
-
 def _set_parent(session: Session, tree: Tree, node: Any, new_parent: Any, pk: Any) -> None:
     if new_parent is None or isinstance(new_parent, tree.model):
         node.parent = new_parent
@@ -244,8 +226,11 @@ def move(session: Session, node: Any, new_parent: Any) -> None:
     try:
         with session.begin_nested():
             _set_parent(session, tree, node, new_parent, keys and keys[1])
-    except IntegrityError as exc:
-        raise _translate(tree, exc) from exc
+    except IntegrityError as exc:  # a concurrent move, or the parent deleted meanwhile
+        error = translate(exc, [tree])
+        if error is None:
+            raise
+        raise error from exc
 
 
 async def move_async(session: AsyncSession, node: Any, new_parent: Any) -> None:
@@ -265,5 +250,8 @@ async def move_async(session: AsyncSession, node: Any, new_parent: Any) -> None:
                 node.parent = new_parent
             else:
                 node.parent = await session.get(tree.model, keys and keys[1])
-    except IntegrityError as exc:
-        raise _translate(tree, exc) from exc
+    except IntegrityError as exc:  # a concurrent move, or the parent deleted meanwhile
+        error = translate(exc, [tree])
+        if error is None:
+            raise
+        raise error from exc
