@@ -108,47 +108,35 @@ def generate(
     return rows, centres
 
 
-_STATE: dict[str, Any] = {}
-
-
 @pytest.fixture(scope="module")
-def _drop_at_end() -> Iterator[dict[str, Any]]:
-    yield _STATE
-    engine = _STATE.pop("engine", None)
-    if engine is not None:
-        metadata.drop_all(engine)
-    _STATE.clear()
-
-
-@pytest.fixture
-def data(pg_engine: Engine, scale: Scale, _drop_at_end: dict[str, Any]) -> dict[str, Any]:
-    """Load once per module; returns n, the query centres and their polygons."""
-    if "engine" not in _STATE:
-        n = scale.pick(quick=10**4, default=10**6)
-        rows, centres = generate(scale, n)
-        metadata.drop_all(pg_engine)
-        with pg_engine.begin() as conn:
-            metadata.create_all(conn)
-            conn.execute(text(f"DROP INDEX {INDEX}"))  # built after the load: much faster
-        with pg_engine.begin() as conn:
-            copy_rows(conn, places, rows, columns=["id", "lon", "lat"])
-        with pg_engine.begin() as conn:
-            next(i for i in places.indexes if i.name == INDEX).create(conn)
-        with pg_engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text("VACUUM ANALYZE bench_geo_places")
-            )
-        # ~3 km "city districts": irregular hexagons around each centre
-        polygons = [
-            shapely.Polygon([
-                (x + 0.03 * math.cos(a) * (1 + 0.2 * (j % 2)), y + 0.02 * math.sin(a))
-                for j, a in enumerate(np.linspace(0, 2 * math.pi, 7)[:-1])
-            ])
-            for x, y in centres
-        ]
-        _STATE.update(engine=pg_engine, n=n, centres=[point(x, y) for x, y in centres],
-                      polygons=[from_shapely(p) for p in polygons])
-    return _STATE
+def data(pg_module_engine: Engine, scale: Scale) -> Iterator[dict[str, Any]]:
+    """Load once per module (dropped at the end); n, the query centres and their polygons."""
+    pg_engine = pg_module_engine
+    n = scale.pick(quick=10**4, default=10**6)
+    rows, centres = generate(scale, n)
+    metadata.drop_all(pg_engine)
+    with pg_engine.begin() as conn:
+        metadata.create_all(conn)
+        conn.execute(text(f"DROP INDEX {INDEX}"))  # built after the load: much faster
+    with pg_engine.begin() as conn:
+        copy_rows(conn, places, rows, columns=["id", "lon", "lat"])
+    with pg_engine.begin() as conn:
+        next(i for i in places.indexes if i.name == INDEX).create(conn)
+    with pg_engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text("VACUUM ANALYZE bench_geo_places")
+        )
+    # ~3 km "city districts": irregular hexagons around each centre
+    polygons = [
+        shapely.Polygon([
+            (x + 0.03 * math.cos(a) * (1 + 0.2 * (j % 2)), y + 0.02 * math.sin(a))
+            for j, a in enumerate(np.linspace(0, 2 * math.pi, 7)[:-1])
+        ])
+        for x, y in centres
+    ]
+    yield {"engine": pg_engine, "n": n, "centres": [point(x, y) for x, y in centres],
+           "polygons": [from_shapely(p) for p in polygons]}
+    metadata.drop_all(pg_engine)
 
 
 def _run(

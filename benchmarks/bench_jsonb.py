@@ -183,39 +183,27 @@ def _pick_band(counts: Any, want: int) -> list[int]:
     return sorted(int(v) for v in order[:QUERIES])
 
 
-_STATE: dict[str, Any] = {}
-
-
 @pytest.fixture(scope="module")
-def _drop_at_end() -> Iterator[dict[str, Any]]:
-    yield _STATE
-    engine = _STATE.pop("engine", None)
-    if engine is not None:
-        metadata.drop_all(engine)
-    _STATE.clear()
-
-
-@pytest.fixture
-def data(pg_engine: Engine, scale: Scale, _drop_at_end: dict[str, Any]) -> dict[str, Any]:
-    """Generate and load once per module; returns n and the expected answers."""
-    if "engine" not in _STATE:
-        n = scale.pick(quick=10**4, default=10**6)
-        generated = Data(scale, n)
-        answers = generated.answers()
-        metadata.drop_all(pg_engine)
-        with pg_engine.begin() as conn:
-            conn.execute(CreateTable(docs))  # the table alone: indexes come after the load
-        with pg_engine.begin() as conn:
-            copy_rows(conn, docs, generated.rows(), columns=["id", "doc", "flags", "tags"])
-        with pg_engine.begin() as conn:
-            for index in INDEXES:
-                index.create(conn)
-        with pg_engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text("VACUUM ANALYZE bench_jsonb_docs")
-            )
-        _STATE.update(engine=pg_engine, n=n, **answers)
-    return _STATE
+def data(pg_module_engine: Engine, scale: Scale) -> Iterator[dict[str, Any]]:
+    """Generate and load once per module (dropped at the end); n and the expected answers."""
+    pg_engine = pg_module_engine
+    n = scale.pick(quick=10**4, default=10**6)
+    generated = Data(scale, n)
+    answers = generated.answers()
+    metadata.drop_all(pg_engine)
+    with pg_engine.begin() as conn:
+        conn.execute(CreateTable(docs))  # the table alone: indexes come after the load
+    with pg_engine.begin() as conn:
+        copy_rows(conn, docs, generated.rows(), columns=["id", "doc", "flags", "tags"])
+    with pg_engine.begin() as conn:
+        for index in INDEXES:
+            index.create(conn)
+    with pg_engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text("VACUUM ANALYZE bench_jsonb_docs")
+        )
+    yield {"engine": pg_engine, "n": n, **answers}
+    metadata.drop_all(pg_engine)
 
 
 def _plan(engine: Engine, stmt: Any, settings: dict[str, SettingValue] | None = None) -> Any:

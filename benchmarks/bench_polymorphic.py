@@ -160,25 +160,12 @@ def _load(engine: Engine, scale: Scale) -> None:
 
 
 @pytest.fixture(scope="module")
-def _loaded() -> dict[str, Any]:
-    return {}
-
-
-@pytest.fixture
-def data(pg_engine: Engine, scale: Scale, _loaded: dict[str, Any]) -> Iterator[None]:
-    if not _loaded:
-        Base.metadata.drop_all(pg_engine)
-        Base.metadata.create_all(pg_engine)
-        _load(pg_engine, scale)
-        _loaded["engine"] = pg_engine
+def data(pg_module_engine: Engine, scale: Scale) -> Iterator[None]:
+    Base.metadata.drop_all(pg_module_engine)
+    Base.metadata.create_all(pg_module_engine)
+    _load(pg_module_engine, scale)
     yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _drop(_loaded: dict[str, Any]) -> Iterator[None]:
-    yield
-    if "engine" in _loaded:
-        Base.metadata.drop_all(_loaded["engine"])
+    Base.metadata.drop_all(pg_module_engine)
 
 
 def _plan(engine: Engine, stmt: Any) -> str:

@@ -147,16 +147,6 @@ def _use(engine: Engine, table: Table, policies: dict[str, Policy], name: str) -
         conn.execute(policies[name].create_ddl()[0])
 
 
-@pytest.fixture(scope="module")
-def _loaded() -> Iterator[dict[str, Any]]:
-    """Holds the data loaded once per module (pg_engine is function-scoped); drops it after."""
-    state: dict[str, Any] = {}
-    yield state
-    engine: Engine | None = state.get("engine")
-    if engine is not None:
-        _drop(engine)
-
-
 def _drop(engine: Engine) -> None:
     """Tables (CASCADE: the policies on bench_rls_small depend on bench_rls_members), functions."""
     with engine.begin() as conn:
@@ -167,13 +157,11 @@ def _drop(engine: Engine) -> None:
             conn.execute(fn.drop_ddl()[0])
 
 
-@pytest.fixture
-def data(scale: Scale, pg_engine: Engine, _loaded: dict[str, Any]) -> Data:
-    if "data" not in _loaded:
-        _loaded["data"] = _load(pg_engine, scale)
-        _loaded["engine"] = pg_engine
-    loaded: Data = _loaded["data"]
-    return loaded
+@pytest.fixture(scope="module")
+def data(scale: Scale, pg_module_engine: Engine) -> Iterator[Data]:
+    """Loaded once per module; tables and functions dropped after the last question."""
+    yield _load(pg_module_engine, scale)
+    _drop(pg_module_engine)
 
 
 def _load(engine: Engine, scale: Scale) -> Data:

@@ -125,36 +125,24 @@ def generate(scale: Scale) -> tuple[Forest, list[tuple[Any, ...]]]:
 
 
 @pytest.fixture(scope="module")
-def _loaded() -> Iterator[dict[str, Any]]:
-    """Module-wide state: the forest is loaded once, dropped after the last question."""
-    state: dict[str, Any] = {}
-    yield state
-    engine = state.get("engine")
-    if engine is not None:
-        with engine.begin() as conn:
-            drop_all(conn, *GUARD)
-            Base.metadata.drop_all(conn)
-
-
-@pytest.fixture
-def forest(pg_engine: Engine, scale: Scale, _loaded: dict[str, Any]) -> Forest:
-    # pg_engine is function-scoped (but the same engine every time): load on first use
-    if "forest" not in _loaded:
-        data, rows = generate(scale)
-        _loaded["engine"] = pg_engine
-        with pg_engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            Base.metadata.create_all(conn)
-            copy_rows(conn, TABLE, rows, columns=["id", "parent_id", "name", "lpath"])
-            conn.execute(
-                text("CREATE INDEX bench_trees_path ON bench_trees_nodes USING gist (lpath)")
-            )
-            create_all(conn, *GUARD)
-        with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE bench_trees_nodes"))
-        _loaded["forest"] = data
-    forest: Forest = _loaded["forest"]
-    return forest
+def forest(pg_module_engine: Engine, scale: Scale) -> Iterator[Forest]:
+    """The forest, loaded once per module and dropped after the last question."""
+    pg_engine = pg_module_engine
+    data, rows = generate(scale)
+    with pg_engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        Base.metadata.create_all(conn)
+        copy_rows(conn, TABLE, rows, columns=["id", "parent_id", "name", "lpath"])
+        conn.execute(
+            text("CREATE INDEX bench_trees_path ON bench_trees_nodes USING gist (lpath)")
+        )
+        create_all(conn, *GUARD)
+    with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE bench_trees_nodes"))
+    yield data
+    with pg_engine.begin() as conn:
+        drop_all(conn, *GUARD)
+        Base.metadata.drop_all(conn)
 
 
 def _plan(engine: Engine, stmt: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
@@ -97,3 +99,44 @@ def test_require_env_turns_the_skip_into_a_failure(pytester: pytest.Pytester,
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*PGPATTERNS_REQUIRE lists no_such_extension*"])
+
+
+@pytest.fixture(scope="module")
+def _module_table(pg_module_engine: Engine) -> Iterator[Engine]:
+    with pg_module_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE module_probe (id int)"))
+        conn.execute(text("INSERT INTO module_probe VALUES (1), (2)"))
+    yield pg_module_engine
+    with pg_module_engine.begin() as conn:
+        conn.execute(text("DROP TABLE module_probe"))
+
+
+def test_module_engine_is_the_tests_engine(_module_table: Engine, pg_engine: Engine) -> None:
+    assert _module_table is pg_engine
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM module_probe")).scalar() == 2
+
+
+_INNER_MODULE = """
+import pytest
+
+pytestmark = pytest.mark.requires_extension("no_such_extension")
+
+
+@pytest.fixture(scope="module")
+def loaded(pg_module_engine):
+    return pg_module_engine
+
+
+def test_uses_it(loaded):
+    pass
+"""
+
+
+def test_module_engine_honours_module_markers(pytester: pytest.Pytester,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPATTERNS_REQUIRE", raising=False)
+    pytester.makepyfile(_INNER_MODULE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*lacks no_such_extension*"])

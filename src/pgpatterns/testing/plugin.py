@@ -1,6 +1,7 @@
 """pytest plugin: real PostgreSQL fixtures (registered as the ``pgpatterns`` pytest11 plugin).
 
-Fixtures: ``pg_database``, ``pg_url``, ``pg_engine``, ``pg_session``, ``pg_async_engine``,
+Fixtures: ``pg_database``, ``pg_url``, ``pg_engine`` (``pg_module_engine`` for module-scoped
+data fixtures), ``pg_session``, ``pg_async_engine``,
 ``pg_async_session``, ``pg_schema`` (a clean schema per test, for DDL-heavy tests) and
 ``pg_app_engine`` (a non-superuser, non-owner role: row-level security applies to it).
 
@@ -115,14 +116,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    need = frozenset(
-        name for mark in item.iter_markers("requires_extension") for name in mark.args
+def _needs(node: pytest.Item | pytest.Collector) -> frozenset[str]:
+    return frozenset(
+        name for mark in node.iter_markers("requires_extension") for name in mark.args
     )
-    item.stash[_NEEDS] = need
+
+
+def _check_needs(state: _PluginState, need: frozenset[str]) -> None:
+    """Skip (or fail, under PGPATTERNS_REQUIRE) when no server has ``need``."""
     if not need:
         return
-    state = item.config.stash[_STATE]
     try:
         state.resolver.server(need)
     except MissingExtensionError as exc:
@@ -130,6 +133,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if required:
             pytest.fail(f"PGPATTERNS_REQUIRE lists {', '.join(sorted(required))}: {exc}")
         pytest.skip(str(exc))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_NEEDS] = _needs(item)
+    _check_needs(item.config.stash[_STATE], item.stash[_NEEDS])
 
 
 def _state(request: pytest.FixtureRequest) -> _PluginState:
@@ -156,6 +164,22 @@ def pg_url(pg_database: Database) -> URL:
 def pg_engine(request: pytest.FixtureRequest, pg_database: Database) -> Engine:
     """An engine on the database, shared by the whole session (owner role)."""
     return _state(request).engine(pg_database.url)
+
+
+@pytest.fixture(scope="module")
+def pg_module_engine(request: pytest.FixtureRequest) -> Engine:
+    """The owner engine for module-scoped fixtures (data loaded once per test module).
+
+    It honours module-level ``pytestmark = pytest.mark.requires_extension(...)`` and is the
+    same engine ``pg_engine`` gives the module's tests.
+    """
+    state = _state(request)
+    need = _needs(request.node)
+    _check_needs(state, need)
+    try:
+        return state.engine(state.database(need).url)
+    except DatabaseUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
