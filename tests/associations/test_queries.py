@@ -67,6 +67,22 @@ def test_having_any_all_none_match_python(session: Session, wanted: list[int]) -
                                                                    if not t & w}
 
 
+def test_helpers_compose_in_one_statement(session: Session) -> None:
+    """Two helpers in one statement keep their own values (no shared bind parameter names)."""
+    inner = having_all(Post, Post.tags, [2, 3]).with_only_columns(Post.id)
+    both = having_all(Post, Post.tags, [1, 2]).where(Post.id.in_(inner))
+    assert ids(session, both) == {1}  # {1, 2} & {1, 4}
+    any_of = having_any(Post, Post.tags, [1, 4]).where(
+        Post.id.in_(having_any(Post, Post.tags, [3]).with_only_columns(Post.id)))
+    assert ids(session, any_of) == {1, 4}
+    named = having_all(Post, "tags", ["python"], by=Tag.name).where(Post.id.in_(
+        having_all(Post, "tags", ["rust"], by=Tag.name).with_only_columns(Post.id)))
+    assert ids(session, named) == {1}
+    none = having_none(Post, Post.tags, [3]).where(
+        Post.id.in_(having_any(Post, Post.tags, [1, 2]).with_only_columns(Post.id)))
+    assert ids(session, none) == {2, 3}
+
+
 def test_having_with_objects_and_reverse_side(session: Session) -> None:
     python, sql = session.get(Tag, 1), session.get(Tag, 2)
     assert ids(session, having_all(Post, Post.tags, [python, sql])) == {1, 2}
@@ -215,6 +231,12 @@ def test_plans_use_the_link_indexes(pg_engine: Engine, pg_session: Session) -> N
     plan = explain(pg_session, having_all(Post, Post.tags, [1, rare]))
     assert not has_seq_scan(plan), plan
     assert "Nested Loop" in str(plan) and plan.root["Plan Rows"] < 10, plan
+    # two common tags, newest first: both reverse-index ranges read backwards in key order
+    # (merge join, no Sort), so a LIMIT stops after the first matches
+    page = having_all(Post, Post.tags, [1, 2]).order_by(Post.id.desc()).limit(20)
+    plan = explain(pg_session, page)
+    assert uses_index(plan, "assoc_posts_tags_tag_id_post_id_idx"), plan
+    assert not has_seq_scan(plan) and "Sort" not in scan_types(plan), plan
     # having_none: an anti-join reading only the rare tag's links through the reverse index
     plan = explain(pg_session, having_none(Post, Post.tags, [rare]).where(Post.id < 50))
     assert uses_index(plan, "assoc_posts_tags_tag_id_post_id_idx"), plan

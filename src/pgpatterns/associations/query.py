@@ -59,7 +59,8 @@ def _values(link: Link, values: Iterable[Any], by: Any) -> tuple[list[Any], Any]
 
 
 def _array(name: str, values: list[Any], column: Any) -> Any:
-    return bindparam(name, values, type_=ARRAY(column.type))
+    # unique: two helpers composed in one statement must not share (and overwrite) a value
+    return bindparam(name, values, type_=ARRAY(column.type), unique=True)
 
 
 def _rows_matching(link: Link, values: list[Any], by: Any) -> Select[Any]:
@@ -122,6 +123,18 @@ def having_all(model: Any, rel: Any, values: Iterable[Any], *, by: Any = None,
         (or objects) for the best plans on skewed data. With ``by=Tag.name`` each name is
         looked up in a scalar subquery, and every tag is assumed to be of average frequency.
         A ``by`` column that is not unique falls back to ``method="group"``.
+
+        The same holds for a cached *generic* plan: psycopg prepares a statement after 5
+        executions on a connection (``prepare_threshold``), and PostgreSQL may then reuse one
+        plan built for a tag of average frequency. On skewed tags that plan merge-joins the
+        common tags' whole link ranges when one tag is rare (0.9 ms became 9 ms in the ``m2m``
+        benchmark data). Set ``plan_cache_mode = force_custom_plan`` (role, database or
+        ``connect_args={"options": "-c plan_cache_mode=force_custom_plan"}``) or
+        ``connect_args={"prepare_threshold": None}`` where such queries run.
+
+        Each value adds a join for the planner: with three values, planning (~0.3-0.5 ms)
+        costs more than running the query on a page of 20, so a one-table ``text[]`` + GIN
+        query answers small pages of common tags about 1.3x faster (see the ``m2m`` benchmark).
     """
     link = _link(model, rel)
     vals, column = _values(link, values, by)
@@ -156,10 +169,10 @@ def _join_all(stmt: Select[Any], model: Any, link: Link, vals: list[Any],
 def _target(link: Link, column: Any, value: Any, n: int) -> Any:
     """The right key for one value: a bound key, or a lookup by the ``by`` column."""
     if column is None:
-        return bindparam(f"v{n}", value, type_=link.right_col.type)
+        return bindparam(f"v{n}", value, type_=link.right_col.type, unique=True)
     target = link.right_key.table.alias(f"{link.right_key.table.name}_{n}")
     lookup = select(target.c[link.right_key.name]).where(
-        target.c[column.name] == bindparam(f"v{n}", value, type_=column.type))
+        target.c[column.name] == bindparam(f"v{n}", value, type_=column.type, unique=True))
     return lookup.scalar_subquery()  # by is unique here: one key per value
 
 
