@@ -172,7 +172,7 @@ def test_filtered_shape_resorts_in_materialized_cte_with_threshold_outside() -> 
     inner, outer = text.split(") SELECT ", 1)
     assert "WHERE docs.cat = %(cat_1)s::INTEGER ORDER BY docs.embedding <=> " in inner
     assert "LIMIT 5" in inner and "distance <= " not in inner
-    assert outer.endswith("WHERE nearest_candidates.distance <= %(distance_1)s "
+    assert outer.endswith("WHERE nearest_candidates.distance <= %(max_distance)s "
                           "ORDER BY nearest_candidates.distance + 0 LIMIT 5")
     with pytest.raises(VectorQueryError, match="finite"):
         nearest_stmt(docs, SPEC, [1, 2, 3], 5, max_distance=math.inf)
@@ -190,9 +190,9 @@ def test_exact_and_rerank_shapes() -> None:
 
 
 def test_settings_are_bind_parameters() -> None:
-    from pgpatterns.vector.search import _settings_stmt
+    from pgpatterns.vector.settings import settings_stmt
 
-    compiled = _settings_stmt({"hnsw.ef_search": "80"}).compile(dialect=postgresql.dialect())
+    compiled = settings_stmt({"hnsw.ef_search": "80"}).compile(dialect=postgresql.dialect())
     assert str(compiled).startswith("SELECT set_config(%(set_config_2)s::VARCHAR, %(")
     assert list(compiled.params.values()) == ["hnsw.ef_search", "80"]
 
@@ -206,3 +206,25 @@ def test_hybrid_shape() -> None:
     assert "websearch_to_tsquery(CAST(%(param_" in text and "AS REGCONFIG)" in text
     with pytest.raises(VectorQueryError, match="empty"):
         hybrid_search_stmt(docs, SPEC, [1, 2, 3], " ", document=docs.c.id)
+
+
+def test_unfiltered_statement_is_built_once_and_bound_per_call() -> None:
+    from pgpatterns.vector.search import _prepare
+
+    def prepared(vector: list[int], k: int = 5, **kw: Any) -> Any:
+        base = dict(where=None, ef_search=None, probes=None, iterative="auto",
+                    max_scan_tuples=None, max_distance=None, exact=False, candidates=None)
+        return _prepare(docs, SPEC, vector, k, {**base, **kw})
+
+    first, second = prepared([1, 2, 3]), prepared([3, 2, 1])
+    assert first[1] is second[1]  # one statement object: its cache key stays memoized
+    assert [list(p["query_vector"]) for p in (first[2], second[2])] == [[1, 2, 3], [3, 2, 1]]
+    assert prepared([1, 2, 3], k=6)[1] is not first[1]
+    within = prepared([1, 2, 3], max_distance=0.5)
+    assert within[1] is not first[1] and within[2]["max_distance"] == 0.5
+    assert "nearest_candidates.distance <= %(max_distance)s" in str(
+        within[1].compile(dialect=postgresql.dialect()))
+    filtered = prepared([1, 2, 3], where=docs.c.cat == 1)
+    assert filtered[2] == {} and filtered[1] is not prepared([1, 2, 3], where=docs.c.cat == 1)[1]
+    with pytest.raises(VectorQueryError, match="dimension"):
+        prepared([1, 2])  # validated before the cached statement is used

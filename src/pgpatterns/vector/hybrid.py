@@ -10,17 +10,8 @@ from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.sql.elements import ColumnElement
 
 from pgpatterns.errors import VectorQueryError
-from pgpatterns.vector.search import (
-    AsyncConn,
-    Iterative,
-    SyncConn,
-    Where,
-    _settings_stmt,
-    _where_clause,
-    check_k,
-    resolve,
-    search_settings,
-)
+from pgpatterns.vector.settings import Iterative, check_k, search_settings, settings_stmt
+from pgpatterns.vector.target import AsyncConn, SyncConn, Where, resolve, where_clause
 
 __all__ = ["HybridHit", "hybrid_search", "hybrid_search_async", "hybrid_search_stmt"]
 
@@ -67,7 +58,7 @@ def hybrid_search_stmt(
     check_k("k", k)
     pool = check_k("candidates", candidates if candidates is not None else max(k, 40))
     rrf = check_k("rrf_k", rrf_k)
-    clause = _where_clause(where)
+    clause = where_clause(where)
     query = spec.query_param(query_vector)
     index_distance = spec.distance(column, query)
     vec_inner = select(pk.label("id"), spec.exact_distance(column, query).label("d"))
@@ -127,7 +118,7 @@ def _prepare(model: Any, spec_or_column: Any, query_vector: Any, text_query: Any
         candidates=pool if target.spec.quantize else None,
     )
     stmt = hybrid_search_stmt(model, spec_or_column, query_vector, text_query, **kw)
-    return _settings_stmt(settings), stmt, target.entity is not None
+    return settings_stmt(settings), stmt, target.entity is not None
 
 
 def _hits(rows: Any, orm: bool) -> list[HybridHit[Any]]:

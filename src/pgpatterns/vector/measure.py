@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
 from pgpatterns.errors import VectorError, VectorQueryError
-from pgpatterns.vector.search import SyncConn, Where, check_k, nearest, resolve
+from pgpatterns.vector.search import nearest
+from pgpatterns.vector.settings import check_k
 from pgpatterns.vector.spec import INFO_KEY, VectorSpec
+from pgpatterns.vector.target import SyncConn, Where, resolve
 
 __all__ = [
     "EfSearchPoint",

@@ -1,20 +1,26 @@
-"""Nearest-neighbour search: statement builder, search settings, sync and async actions."""
+"""Nearest-neighbour search: the statement, and sync and async actions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeAlias, TypeVar
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, Select, Table, and_, func, inspect, literal, literal_column, select
-from sqlalchemy import true as sql_true
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Float, Select, bindparam, literal, literal_column, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from pgpatterns.errors import VectorError, VectorQueryError
-from pgpatterns.vector.spec import INFO_KEY, VectorSpec, finite_float
+from pgpatterns.vector.settings import (
+    Iterative,
+    check_k,
+    effective_iterative,
+    pool_size,
+    search_settings,
+    settings_stmt,
+)
+from pgpatterns.vector.spec import finite_float
+from pgpatterns.vector.target import AsyncConn, SyncConn, Target, Where, resolve, where_clause
 
 __all__ = [
     "Iterative",
@@ -26,12 +32,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Iterative: TypeAlias = Literal["auto", "strict", "relaxed", "off"]
-Where: TypeAlias = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
-SyncConn: TypeAlias = Session | Connection
-AsyncConn: TypeAlias = AsyncSession | AsyncConnection
-
-_MAX_EF_SEARCH = 1000
 
 
 @dataclass(frozen=True)
@@ -40,200 +40,6 @@ class Neighbor(Generic[T]):
 
     item: T
     distance: float
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a search runs against: the selectable, its vector column and spec."""
-
-    table: Table
-    column: Column[Any]
-    spec: VectorSpec
-    entity: Any  # the mapped class, or None for a Core Table
-
-    def primary_key(self) -> Column[Any]:
-        keys = list(self.table.primary_key.columns)
-        if len(keys) != 1:
-            raise VectorError(
-                f"table {self.table.name} needs a single-column primary key for this search "
-                f"(it has {len(keys)}): results are matched by key. Add one."
-            )
-        return keys[0]
-
-
-def resolve(model: Any, spec_or_column: Any) -> Target:
-    """Find the table, vector column and spec from ``(Model, spec or column)``."""
-    if isinstance(model, Table):
-        table, entity = model, None
-    else:
-        mapper = inspect(model, raiseerr=False)
-        local = getattr(mapper, "local_table", None)
-        if not isinstance(local, Table):
-            raise VectorError(
-                f"vector search needs a mapped class or a Table, got {model!r}."
-            )
-        table, entity = local, model
-    if isinstance(spec_or_column, VectorSpec):
-        spec = spec_or_column
-        tagged = [c for c in table.columns if c.info.get(INFO_KEY) == spec]
-        if not tagged:
-            wanted = type(spec.column_type)
-            tagged = [
-                c for c in table.columns
-                if isinstance(c.type, wanted) and getattr(c.type, "dim", None) == spec.dim
-            ]
-        if len(tagged) != 1:
-            raise VectorError(
-                f"cannot tell which column of {table.name} {spec!r} describes ({len(tagged)} "
-                "candidates): pass the column (Doc.embedding) instead, declared with "
-                "spec.mapped_column()."
-            )
-        return Target(table, tagged[0], spec, entity)
-    column = getattr(spec_or_column, "expression", spec_or_column)
-    if not isinstance(column, Column) or column.table is not table:
-        raise VectorError(
-            f"{spec_or_column!r} is not a column of {table.name}: pass one of its vector "
-            "columns (Doc.embedding) or the VectorSpec it was declared with."
-        )
-    found = column.info.get(INFO_KEY)
-    if not isinstance(found, VectorSpec):
-        raise VectorError(
-            f"column {table.name}.{column.name} was not declared with a VectorSpec, so its "
-            "metric and index are unknown: declare it with spec.mapped_column() / "
-            "spec.column(), or pass the VectorSpec instead of the column."
-        )
-    return Target(table, column, found, entity)
-
-
-def _where_clause(where: Where) -> ColumnElement[bool] | None:
-    if where is None:
-        return None
-    if isinstance(where, ColumnElement):
-        return where
-    return and_(sql_true(), *where)
-
-
-def check_k(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise VectorQueryError(
-            f"{name} must be a positive int, got {value!r}: a search returns {name} rows."
-        )
-    return value
-
-
-def effective_iterative(spec: VectorSpec, iterative: Iterative, filtered: bool) -> str:
-    """``off``/``strict``/``relaxed`` after resolving ``auto`` and checking the index."""
-    if iterative not in ("auto", "strict", "relaxed", "off"):
-        raise VectorQueryError(
-            f"iterative={iterative!r}: use 'auto', 'strict', 'relaxed' or 'off'."
-        )
-    if spec.index is None:
-        return "off"
-    if iterative == "auto":
-        return "relaxed" if filtered else "off"
-    if iterative == "strict" and spec.index == "ivfflat":
-        raise VectorQueryError(
-            "iterative='strict' needs an hnsw index: ivfflat scans only support relaxed "
-            "order. Use iterative='relaxed' (results are re-sorted) or 'auto'."
-        )
-    return iterative
-
-
-def pool_size(spec: VectorSpec, k: int, candidates: int | None) -> int:
-    """How many rows the index returns before re-ranking (``k`` when nothing is re-ranked)."""
-    if candidates is not None:
-        check_k("candidates", candidates)
-        if spec.quantize is None:
-            raise VectorQueryError(
-                "candidates= is the re-ranking pool of a quantized spec, but this spec has "
-                "quantize=None: its distances are already exact. Drop candidates."
-            )
-        if candidates < k:
-            raise VectorQueryError(f"candidates={candidates} is smaller than k={k}: use >= k.")
-        return candidates
-    return max(4 * k, 40) if spec.quantize is not None else k
-
-
-def search_settings(
-    spec: VectorSpec,
-    k: int,
-    *,
-    filtered: bool = False,
-    ef_search: int | None = None,
-    probes: int | None = None,
-    iterative: Iterative = "auto",
-    max_scan_tuples: int | None = None,
-    exact: bool = False,
-    candidates: int | None = None,
-) -> dict[str, str]:
-    """The transaction-local settings :func:`nearest` applies, validated.
-
-    Examples:
-        >>> search_settings(VectorSpec(3), 10, filtered=True, ef_search=80)
-        {'plan_cache_mode': 'force_custom_plan', 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.ef_search': '80'}
-
-    Empty for an unfiltered, untuned search (no round trip). With a filter,
-    ``plan_cache_mode`` is forced to custom plans: after five executions psycopg prepares a
-    statement, and a generic plan (estimated without the filter's values) may abandon the
-    vector index. See :func:`nearest` for the arguments.
-    """  # noqa: E501
-    check_k("k", k)
-    pool = pool_size(spec, k, candidates)
-    mode = effective_iterative(spec, iterative, filtered)
-    settings: dict[str, str] = {}
-    if filtered:
-        # A generic plan is estimated without the filter's values: it may pick the wrong
-        # index (or none) once psycopg has prepared the statement. Plan each call instead.
-        settings["plan_cache_mode"] = "force_custom_plan"
-    # Unfiltered and untuned, nothing is set: one round trip, and LIMIT k is a literal, so
-    # even a generic plan keeps the index.
-    explicit = filtered or iterative != "auto"
-    if exact or spec.index is None:
-        for name, value in (("ef_search", ef_search), ("probes", probes)):
-            if value is not None:
-                raise VectorQueryError(f"{name} tunes an index scan; drop it with exact=True.")
-        return settings
-    if spec.index == "hnsw":
-        if probes is not None:
-            raise VectorQueryError("probes is an ivfflat setting; this spec's index is hnsw.")
-        if explicit:
-            settings["hnsw.iterative_scan"] = {"off": "off"}.get(mode, f"{mode}_order")
-        if ef_search is not None:
-            check_k("ef_search", ef_search)
-            if ef_search < pool or ef_search > _MAX_EF_SEARCH:
-                what = f"k={k}" if pool == k else f"the re-ranking pool ({pool})"
-                raise VectorQueryError(
-                    f"ef_search={ef_search} must be between {what} and {_MAX_EF_SEARCH}: an "
-                    "HNSW scan returns at most ef_search rows (without iterative scans), so "
-                    f"fewer than {pool} would come back. Raise ef_search."
-                )
-            settings["hnsw.ef_search"] = str(ef_search)
-        elif pool > 40:
-            settings["hnsw.ef_search"] = str(min(pool, _MAX_EF_SEARCH))
-        if max_scan_tuples is not None:
-            settings["hnsw.max_scan_tuples"] = str(check_k("max_scan_tuples", max_scan_tuples))
-    else:
-        if ef_search is not None or max_scan_tuples is not None:
-            raise VectorQueryError(
-                "ef_search and max_scan_tuples are hnsw settings; this spec's index is "
-                "ivfflat: use probes= (and iterative=) instead."
-            )
-        if explicit:
-            settings["ivfflat.iterative_scan"] = "relaxed_order" if mode != "off" else "off"
-        if probes is not None:
-            if check_k("probes", probes) > spec.lists:
-                raise VectorQueryError(
-                    f"probes={probes} exceeds lists={spec.lists}: at most every list is probed."
-                )
-            settings["ivfflat.probes"] = str(probes)
-    return settings
-
-
-def _settings_stmt(settings: Mapping[str, str]) -> Select[Any] | None:
-    # set_config(name, value, is_local => true): bind parameters, reverted at transaction end.
-    if not settings:
-        return None
-    return select(*(func.set_config(name, value, sql_true()) for name, value in settings.items()))
 
 
 def nearest_stmt(
@@ -270,12 +76,30 @@ def nearest_stmt(
     :func:`nearest`, or apply :func:`search_settings` yourself.
     """
     target = resolve(model, spec_or_column)
+    return build_stmt(
+        target, target.spec.query_param(query_vector), k, clause=where_clause(where),
+        max_distance=None if max_distance is None else bindparam(
+            "max_distance", finite_float("max_distance", max_distance), type_=Float),
+        iterative=iterative, exact=exact, candidates=candidates,
+    )
+
+
+def build_stmt(
+    target: Target,
+    query: ColumnElement[Any],
+    k: int,
+    *,
+    clause: ColumnElement[bool] | None,
+    max_distance: ColumnElement[Any] | None,
+    iterative: Iterative,
+    exact: bool,
+    candidates: int | None,
+) -> Select[Any]:
+    """:func:`nearest_stmt` on a resolved target, with ``query`` already a bind parameter."""
     spec, column = target.spec, target.column
     check_k("k", k)
     pool = k if exact else pool_size(spec, k, candidates)
-    clause = _where_clause(where)
     mode = effective_iterative(spec, iterative, clause is not None or max_distance is not None)
-    query = spec.query_param(query_vector)
     full = spec.exact_distance(column, query)
     order = full + literal_column("0") if exact else spec.distance(column, query)
     label = "distance" if "distance" not in target.table.c else "distance_"
@@ -296,25 +120,48 @@ def nearest_stmt(
     ]
     outer = select(*outer_entity, dist)
     if max_distance is not None:
-        outer = outer.where(dist <= finite_float("max_distance", max_distance))
+        outer = outer.where(dist <= max_distance)
     # "+ 0": PostgreSQL 17+ knows the CTE's rows come out of an index scan ordered by this
     # distance and would skip the sort, but a relaxed (or re-ranked) scan is not ordered.
     return outer.order_by(dist + literal_column("0")).limit(literal(k, literal_execute=True))
 
 
+@lru_cache(maxsize=256)
+def _cached_stmt(
+    target: Target, k: int, max_distance: bool, iterative: Iterative, exact: bool,
+    candidates: int | None,
+) -> Select[Any]:
+    # Unfiltered searches differ only in their parameters: build each shape once, so its
+    # cache key stays memoized and a search costs little more than hand-written SQL.
+    return build_stmt(
+        target, bindparam("query_vector", type_=target.spec.column_type), k, clause=None,
+        max_distance=bindparam("max_distance", type_=Float) if max_distance else None,
+        iterative=iterative, exact=exact, candidates=candidates,
+    )
+
+
 def _prepare(
     model: Any, spec_or_column: Any, query_vector: Any, k: int, kw: dict[str, Any]
-) -> tuple[Select[Any] | None, Select[Any], bool]:
+) -> tuple[Select[Any] | None, Select[Any], dict[str, Any], bool]:
     target = resolve(model, spec_or_column)
+    where, max_distance = kw["where"], kw["max_distance"]
     settings = search_settings(
         target.spec, k,
-        filtered=kw["where"] is not None or kw["max_distance"] is not None,
-        ef_search=kw.pop("ef_search"), probes=kw.pop("probes"),
-        iterative=kw["iterative"], max_scan_tuples=kw.pop("max_scan_tuples"),
+        filtered=where is not None or max_distance is not None,
+        ef_search=kw["ef_search"], probes=kw["probes"],
+        iterative=kw["iterative"], max_scan_tuples=kw["max_scan_tuples"],
         exact=kw["exact"], candidates=kw["candidates"],
     )
-    stmt = nearest_stmt(model, spec_or_column, query_vector, k, **kw)
-    return _settings_stmt(settings), stmt, target.entity is not None
+    shape = dict(iterative=kw["iterative"], exact=kw["exact"], candidates=kw["candidates"])
+    if where is not None:
+        stmt = nearest_stmt(model, spec_or_column, query_vector, k, where=where,
+                            max_distance=max_distance, **shape)
+        return settings_stmt(settings), stmt, {}, target.entity is not None
+    params: dict[str, Any] = {"query_vector": target.spec.check_query(query_vector)}
+    if max_distance is not None:
+        params["max_distance"] = finite_float("max_distance", max_distance)
+    stmt = _cached_stmt(target, k, max_distance is not None, **shape)
+    return settings_stmt(settings), stmt, params, target.entity is not None
 
 
 def _neighbors(rows: Sequence[Any], orm: bool) -> list[Neighbor[Any]]:
@@ -377,14 +224,14 @@ def nearest(
             fit the index — before any SQL is sent.
         VectorError: the column cannot be resolved.
     """
-    settings, stmt, orm = _prepare(model, spec_or_column, query_vector, k, dict(
+    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, dict(
         where=where, ef_search=ef_search, probes=probes, iterative=iterative,
         max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
         candidates=candidates,
     ))
     if settings is not None:
         session.execute(settings)
-    return _neighbors(session.execute(stmt).all(), orm)
+    return _neighbors(session.execute(stmt, params).all(), orm)
 
 
 async def nearest_async(
@@ -408,11 +255,11 @@ async def nearest_async(
     Examples:
         >>> hits = await nearest_async(session, Doc, Doc.embedding, query, 5)  # doctest: +SKIP
     """
-    settings, stmt, orm = _prepare(model, spec_or_column, query_vector, k, dict(
+    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, dict(
         where=where, ef_search=ef_search, probes=probes, iterative=iterative,
         max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
         candidates=candidates,
     ))
     if settings is not None:
         await session.execute(settings)
-    return _neighbors((await session.execute(stmt)).all(), orm)
+    return _neighbors((await session.execute(stmt, params)).all(), orm)

@@ -1,0 +1,154 @@
+"""Search settings: validated, applied transaction-locally with ``set_config``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Literal, TypeAlias
+
+from sqlalchemy import Select, func, select
+from sqlalchemy import true as sql_true
+
+from pgpatterns.errors import VectorQueryError
+from pgpatterns.vector.spec import VectorSpec
+
+__all__ = [
+    "Iterative", "check_k", "effective_iterative", "pool_size", "search_settings", "settings_stmt",
+]
+
+Iterative: TypeAlias = Literal["auto", "strict", "relaxed", "off"]
+
+_MAX_EF_SEARCH = 1000
+
+
+def check_k(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise VectorQueryError(
+            f"{name} must be a positive int, got {value!r}: a search returns {name} rows."
+        )
+    return value
+
+
+def effective_iterative(spec: VectorSpec, iterative: Iterative, filtered: bool) -> str:
+    """``off``/``strict``/``relaxed`` after resolving ``auto`` and checking the index."""
+    if iterative not in ("auto", "strict", "relaxed", "off"):
+        raise VectorQueryError(
+            f"iterative={iterative!r}: use 'auto', 'strict', 'relaxed' or 'off'."
+        )
+    if spec.index is None:
+        return "off"
+    if iterative == "auto":
+        return "relaxed" if filtered else "off"
+    if iterative == "strict" and spec.index == "ivfflat":
+        raise VectorQueryError(
+            "iterative='strict' needs an hnsw index: ivfflat scans only support relaxed "
+            "order. Use iterative='relaxed' (results are re-sorted) or 'auto'."
+        )
+    return iterative
+
+
+def pool_size(spec: VectorSpec, k: int, candidates: int | None) -> int:
+    """How many rows the index returns before re-ranking (``k`` when nothing is re-ranked)."""
+    if candidates is not None:
+        check_k("candidates", candidates)
+        if spec.quantize is None:
+            raise VectorQueryError(
+                "candidates= is the re-ranking pool of a quantized spec, but this spec has "
+                "quantize=None: its distances are already exact. Drop candidates."
+            )
+        if candidates < k:
+            raise VectorQueryError(f"candidates={candidates} is smaller than k={k}: use >= k.")
+        return candidates
+    return max(4 * k, 40) if spec.quantize is not None else k
+
+
+def search_settings(
+    spec: VectorSpec,
+    k: int,
+    *,
+    filtered: bool = False,
+    ef_search: int | None = None,
+    probes: int | None = None,
+    iterative: Iterative = "auto",
+    max_scan_tuples: int | None = None,
+    exact: bool = False,
+    candidates: int | None = None,
+) -> dict[str, str]:
+    """The transaction-local settings :func:`nearest` applies, validated.
+
+    Examples:
+        >>> search_settings(VectorSpec(3), 10, filtered=True, ef_search=80)
+        {'plan_cache_mode': 'force_custom_plan', 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.ef_search': '80'}
+
+    Empty for an unfiltered, untuned search (no round trip). With a filter,
+    ``plan_cache_mode`` is forced to custom plans: after five executions psycopg prepares a
+    statement, and a generic plan (estimated without the filter's values) may abandon the
+    vector index. See :func:`nearest` for the arguments.
+    """  # noqa: E501
+    check_k("k", k)
+    pool = pool_size(spec, k, candidates)
+    mode = effective_iterative(spec, iterative, filtered)
+    settings: dict[str, str] = {}
+    if filtered:
+        # A generic plan is estimated without the filter's values: it may pick the wrong
+        # index (or none) once psycopg has prepared the statement. Plan each call instead.
+        settings["plan_cache_mode"] = "force_custom_plan"
+    # Unfiltered and untuned, nothing is set: one round trip, and LIMIT k is a literal, so
+    # even a generic plan keeps the index.
+    explicit = filtered or iterative != "auto"
+    if exact or spec.index is None:
+        for name, value in (("ef_search", ef_search), ("probes", probes)):
+            if value is not None:
+                raise VectorQueryError(f"{name} tunes an index scan; drop it with exact=True.")
+        return settings
+    if spec.index == "hnsw":
+        if probes is not None:
+            raise VectorQueryError("probes is an ivfflat setting; this spec's index is hnsw.")
+        if explicit:
+            settings["hnsw.iterative_scan"] = {"off": "off"}.get(mode, f"{mode}_order")
+        if ef_search is not None:
+            check_k("ef_search", ef_search)
+            if ef_search < pool or ef_search > _MAX_EF_SEARCH:
+                what = f"k={k}" if pool == k else f"the re-ranking pool ({pool})"
+                raise VectorQueryError(
+                    f"ef_search={ef_search} must be between {what} and {_MAX_EF_SEARCH}: an "
+                    "HNSW scan returns at most ef_search rows (without iterative scans), so "
+                    f"fewer than {pool} would come back. Raise ef_search."
+                )
+            settings["hnsw.ef_search"] = str(ef_search)
+        elif pool > 40:
+            settings["hnsw.ef_search"] = str(min(pool, _MAX_EF_SEARCH))
+        if max_scan_tuples is not None:
+            settings["hnsw.max_scan_tuples"] = str(check_k("max_scan_tuples", max_scan_tuples))
+    else:
+        if ef_search is not None or max_scan_tuples is not None:
+            raise VectorQueryError(
+                "ef_search and max_scan_tuples are hnsw settings; this spec's index is "
+                "ivfflat: use probes= (and iterative=) instead."
+            )
+        if explicit:
+            settings["ivfflat.iterative_scan"] = "relaxed_order" if mode != "off" else "off"
+        if probes is not None:
+            if check_k("probes", probes) > spec.lists:
+                raise VectorQueryError(
+                    f"probes={probes} exceeds lists={spec.lists}: at most every list is probed."
+                )
+            settings["ivfflat.probes"] = str(probes)
+    return settings
+
+
+def settings_stmt(settings: Mapping[str, str]) -> Select[Any] | None:
+    """``SELECT set_config(name, value, true), ...`` for ``settings`` (None when empty).
+
+    Names and values are bind parameters; ``is_local => true`` reverts them when the
+    transaction ends. Statements are cached by their settings: one object per combination
+    keeps SQLAlchemy's cache key memoized, so a repeated search does not rebuild it.
+    """
+    if not settings:
+        return None
+    return _settings_select(tuple(settings.items()))
+
+
+@lru_cache(maxsize=256)
+def _settings_select(items: tuple[tuple[str, str], ...]) -> Select[Any]:
+    return select(*(func.set_config(name, value, sql_true()) for name, value in items))

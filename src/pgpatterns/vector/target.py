@@ -1,0 +1,94 @@
+"""What a search runs against: the table, its vector column and spec, and the filter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from sqlalchemy import Column, Table, and_, inspect
+from sqlalchemy import true as sql_true
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from pgpatterns.errors import VectorError
+from pgpatterns.vector.spec import INFO_KEY, VectorSpec
+
+__all__ = ["AsyncConn", "SyncConn", "Target", "Where", "resolve", "where_clause"]
+
+Where: TypeAlias = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
+SyncConn: TypeAlias = Session | Connection
+AsyncConn: TypeAlias = AsyncSession | AsyncConnection
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a search runs against: the selectable, its vector column and spec."""
+
+    table: Table
+    column: Column[Any]
+    spec: VectorSpec
+    entity: Any  # the mapped class, or None for a Core Table
+
+    def primary_key(self) -> Column[Any]:
+        keys = list(self.table.primary_key.columns)
+        if len(keys) != 1:
+            raise VectorError(
+                f"table {self.table.name} needs a single-column primary key for this search "
+                f"(it has {len(keys)}): results are matched by key. Add one."
+            )
+        return keys[0]
+
+
+def resolve(model: Any, spec_or_column: Any) -> Target:
+    """Find the table, vector column and spec from ``(Model, spec or column)``."""
+    if isinstance(model, Table):
+        table, entity = model, None
+    else:
+        mapper = inspect(model, raiseerr=False)
+        local = getattr(mapper, "local_table", None)
+        if not isinstance(local, Table):
+            raise VectorError(
+                f"vector search needs a mapped class or a Table, got {model!r}."
+            )
+        table, entity = local, model
+    if isinstance(spec_or_column, VectorSpec):
+        spec = spec_or_column
+        tagged = [c for c in table.columns if c.info.get(INFO_KEY) == spec]
+        if not tagged:
+            wanted = type(spec.column_type)
+            tagged = [
+                c for c in table.columns
+                if isinstance(c.type, wanted) and getattr(c.type, "dim", None) == spec.dim
+            ]
+        if len(tagged) != 1:
+            raise VectorError(
+                f"cannot tell which column of {table.name} {spec!r} describes ({len(tagged)} "
+                "candidates): pass the column (Doc.embedding) instead, declared with "
+                "spec.mapped_column()."
+            )
+        return Target(table, tagged[0], spec, entity)
+    column = getattr(spec_or_column, "expression", spec_or_column)
+    if not isinstance(column, Column) or column.table is not table:
+        raise VectorError(
+            f"{spec_or_column!r} is not a column of {table.name}: pass one of its vector "
+            "columns (Doc.embedding) or the VectorSpec it was declared with."
+        )
+    found = column.info.get(INFO_KEY)
+    if not isinstance(found, VectorSpec):
+        raise VectorError(
+            f"column {table.name}.{column.name} was not declared with a VectorSpec, so its "
+            "metric and index are unknown: declare it with spec.mapped_column() / "
+            "spec.column(), or pass the VectorSpec instead of the column."
+        )
+    return Target(table, column, found, entity)
+
+
+def where_clause(where: Where) -> ColumnElement[bool] | None:
+    if where is None:
+        return None
+    if isinstance(where, ColumnElement):
+        return where
+    return and_(sql_true(), *where)
