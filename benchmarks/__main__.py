@@ -1,11 +1,14 @@
 """Run the benchmark suites, then write RESULTS.md and results/summary.json.
 
-Usage: ``python -m benchmarks [--scale quick|default|large] [--suite NAME ...] [pytest args]``
+Usage: ``python -m benchmarks [--scale quick|default|large] [--suite NAME ...] [--label NAME]
+[pytest args]``
 
 Each suite (``benchmarks/bench_<suite>.py``) runs in its own pytest process and leaves
 ``results/raw/<scale>/<suite>.json``; the report merges every suite's latest run, so one
 suite can be re-run without re-running the others. A suite that fails is reported at the
-end and makes the command fail, after the other suites have run.
+end and makes the command fail, after the other suites have run. ``--label mine`` files the
+run under ``results/raw/<scale>-mine/`` and reports it as its own section (a run on your own
+data, say), leaving the standard run's results alone.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ def suites() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
 
-def run_suite(suite: str, scale: str, extra: list[str]) -> int:
-    raw = HERE / "results" / "raw" / scale / f"{suite}.json"
+def run_suite(suite: str, scale: str, extra: list[str], label: str | None = None) -> int:
+    raw = HERE / "results" / "raw" / (f"{scale}-{label}" if label else scale) / f"{suite}.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "pytest", str(HERE / f"bench_{suite}.py"),
@@ -43,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=("quick", "default", "large"), default="default")
     parser.add_argument("--suite", action="append", choices=suites(),
                         help="run only this suite (repeatable); default: all")
+    parser.add_argument("--label", help="report this run apart, as scale '<scale>-<label>' "
+                        "(e.g. a run on your own data: PGPATTERNS_VECTOR_NPY=... --label mine)")
     args, extra = parser.parse_known_args(argv)
     chosen = args.suite or suites()
     failed = []
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         print(f"\n=== [{n}/{len(chosen)}] benchmarks: {suite} at {args.scale} scale "
               f"({elapsed / 60:.1f} min so far)", flush=True)
-        if run_suite(suite, args.scale, extra) != 0:
+        if run_suite(suite, args.scale, extra, args.label) != 0:
             failed.append(suite)
     report.main([])
     print(f"=== benchmarks done in {(time.monotonic() - started) / 60:.1f} min", flush=True)

@@ -53,7 +53,7 @@ def _target(row: dict[str, Any], pattern: dict[str, Any] | None) -> str:
     """The case's declared target, and whether this run met it (targets are set for the
     default scale: at quick scale they are shown, not judged)."""
     extra = row["extra"]
-    if row["scale"] == "quick" and any(k.startswith("target_") for k in extra):
+    if row["scale"].split("-")[0] == "quick" and any(k.startswith("target_") for k in extra):
         return "(target judged at default scale)"
     if pattern is None or not pattern["median_ms"] or not row["median_ms"]:
         return ""
@@ -121,7 +121,11 @@ def render(runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:
         "Ratios are each case's median divided by the pattern's median "
         "(above 1x means slower than the pattern).",
     ]
-    for scale in sorted(runs, key=lambda s: SCALE_ORDER.index(s) if s in SCALE_ORDER else 9):
+    def order(scale: str) -> tuple[int, str]:  # default, then default-<label>, then quick
+        base = scale.split("-")[0]
+        return (SCALE_ORDER.index(base) if base in SCALE_ORDER else 9, scale)
+
+    for scale in sorted(runs, key=order):
         raw, rows = runs[scale]
         machine = raw.get("machine_info", {})
         pg = machine.get("pgpatterns", {})
@@ -160,14 +164,16 @@ def render(runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _merge(paths: list[Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _merge(paths: list[Path], scale: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One scale's suites, each from its own run: the newest run's machine info on top,
-    and each suite's server recorded on its rows."""
+    and each suite's server recorded on its rows. ``scale`` names the run in the report:
+    ``default``, or ``default-<label>`` for a labelled run (``--label``)."""
     raws = [json.loads(p.read_text()) for p in sorted(paths, key=lambda p: p.stat().st_mtime)]
     rows = []
     for raw in raws:
         server = raw.get("machine_info", {}).get("pgpatterns", {}).get("postgresql")
         for row in summarize(raw):
+            row["scale"] = scale
             if server:
                 row["extra"].setdefault("server", f"PostgreSQL {server}")
             rows.append(row)
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     for extra in argv if argv is not None else sys.argv[1:]:
         path = Path(extra)
         by_scale[json.loads(path.read_text())["benchmarks"][0]["extra_info"]["scale"]].append(path)
-    runs = {scale: _merge(paths) for scale, paths in by_scale.items()}
+    runs = {scale: _merge(paths, scale) for scale, paths in by_scale.items()}
     runs = {scale: run for scale, run in runs.items() if run[1]}
     if not runs:
         print("no benchmark results found; run `make bench` first", file=sys.stderr)

@@ -315,7 +315,7 @@ def test_settings_do_not_leak_to_the_next_transaction(data: Engine) -> None:
 
 @pytest.mark.parametrize(("spec", "index", "pool"), [
     (HALF, "vec_t_items_embedding_hnsw_halfvec_idx", 40),
-    # 32 bits keep little of a 32-dim vector: the pool must be large (at 384 dims, ~4*k is).
+    # 32 bits keep little of a 32-dim vector: the pool must be large (at 384 dims, 8*k is).
     (BINARY, "vec_t_items_embedding_hnsw_binary_idx", 400),
 ])
 def test_quantized_search_uses_its_index_and_reranks(

@@ -129,10 +129,13 @@ def test_ivfflat_settings() -> None:
 
 
 def test_rerank_pool_raises_ef_search() -> None:
-    spec = VectorSpec(3, quantize="binary")
-    assert "hnsw.ef_search" not in search_settings(spec, 10)  # pool 40 = pgvector's default
-    assert search_settings(spec, 20)["hnsw.ef_search"] == "80"  # pool max(4*k, 40)
+    half, spec = VectorSpec(3, quantize="halfvec"), VectorSpec(3, quantize="binary")
+    assert "hnsw.ef_search" not in search_settings(half, 10)  # pool 40 = pgvector's default
+    assert search_settings(half, 20)["hnsw.ef_search"] == "80"  # halfvec: max(4*k, 40)
+    assert search_settings(spec, 5)["hnsw.ef_search"] == "80"  # binary: max(8*k, 80)
+    assert search_settings(spec, 20)["hnsw.ef_search"] == "160"
     assert search_settings(spec, 10, candidates=200)["hnsw.ef_search"] == "200"
+    assert search_settings(spec, 10, candidates=40) == {}  # an explicit pool wins
     with pytest.raises(VectorQueryError, match="re-ranking pool"):
         search_settings(spec, 10, candidates=200, ef_search=100)
 

@@ -209,7 +209,8 @@ def nearest(
         max_scan_tuples: ``hnsw.max_scan_tuples``, the iterative scan's budget (20000).
         max_distance: Keep only rows within this distance (applied outside the index scan).
         exact: Exact search: no vector index is used (a btree may still serve ``where``).
-        candidates: Re-ranking pool for a quantized spec (default ``max(4*k, 40)``).
+        candidates: Re-ranking pool for a quantized spec (default ``max(8*k, 80)`` for
+            binary quantization, ``max(4*k, 40)`` for halfvec).
 
     Settings are applied with ``set_config(name, value, true)`` (bind parameters) in the
     caller's transaction: they end with it, so a pooled connection is never left changed.
