@@ -16,10 +16,11 @@ Questions:
   embedding <=> :q LIMIT 10``, returning the same columns).
 * ``vector:filtered-10pct`` / ``vector:filtered-1pct`` -- plain HNSW (rows returned and
   recall in ``extra``) vs iterative scan (pattern) vs exact search with a btree prefilter
-  (limit), and the pattern's query when the filter column has a btree too, so the planner
-  chooses between the two indexes.
+  (limit); and the pattern's query when the filter column has a btree too, so the planner
+  chooses between the two indexes, and with ``exact_below`` (count the matching rows
+  first, search exactly when at most 2000 match).
 * ``vector:quantized`` -- full-precision HNSW vs halfvec + rerank vs binary quantization +
-  rerank at its default pool (80 for k=10) and at 40, 80, 160 and 320: index size, build
+  rerank at its default pool (160 for k=10) and at 40, 80 and 320: index size, build
   time, size ratio to the full index and recall in ``extra``.
 * ``vector:ivfflat`` -- IVFFlat (lists = N/1000) at the probes matching HNSW's recall vs HNSW.
 
@@ -65,6 +66,7 @@ from pgpatterns.vector import (
     nearest_stmt,
     tune_ef_search,
 )
+from pgpatterns.vector.search import count_stmt
 from pgpatterns.vector.settings import pool_size
 
 pytestmark = pytest.mark.requires_extension("vector")
@@ -72,7 +74,8 @@ K = 10
 DIM = 384
 QUERIES, TUNING_QUERIES = 200, 50
 EF_VALUES = (10, 20, 40, 80, 160, 320)
-BINARY_POOLS = (40, 80, 160, 320)
+BINARY_POOLS = (40, 80, 320)
+EXACT_BELOW = 2000  # filters matching at most this many rows are searched exactly
 
 
 def generate(scale: Scale, n: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,6 +226,9 @@ def _case(benchmark: Any, data: Data, scale: Scale, *, question: str, case: str,
     plan_kw = {k: v for k, v in search.items() if k in ("where", "exact", "iterative",
                                                          "candidates")}
     with data.engine.connect() as conn:
+        if search.get("exact_below"):  # the plan of the branch nearest() takes
+            count = count_stmt(table, spec, search["where"], False, search["exact_below"])
+            plan_kw["exact"] = conn.scalar(count) <= search["exact_below"]
         plan = plan_summary(explain(conn, nearest_stmt(table, spec, data.queries[0], K,
                                                        **plan_kw)))
     extra: dict[str, Any] = {"queries_per_round": len(data.queries), **data.stats}
@@ -318,6 +324,8 @@ FILTERED_CASES = [
     ("plain hnsw (iterative off)", "baseline"),
     ("nearest(where=...) iterative scan", "pattern"),
     ("nearest(where=...), filter column has a btree: planner's choice", "alternative"),
+    (f"nearest(where=..., exact_below={EXACT_BELOW}), filter column has a btree",
+     "alternative"),
     ("exact, btree prefilter", "limit"),
 ]
 
@@ -334,6 +342,8 @@ def test_filtered(benchmark: Any, data: Data, scale: Scale, share: str, case: st
         kw["iterative"] = "off"
     elif role == "limit":
         kw["exact"] = True
+    elif "exact_below" in case:
+        kw["exact_below"] = EXACT_BELOW
     got = _case(benchmark, data, scale, question=f"vector:filtered-{share}", case=case,
                 role=role, spec=data.specs["full"], truth=share, **kw)
     if role == "pattern" and share == "1pct":

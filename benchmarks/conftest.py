@@ -87,8 +87,9 @@ _SERVER: dict[str, Any] = {}
 
 @pytest.fixture(autouse=True)
 def _remember_server(request: pytest.FixtureRequest) -> None:
-    if "pg_engine" in request.fixturenames and not _SERVER:
-        engine: Engine = request.getfixturevalue("pg_engine")
+    names = [n for n in ("pg_engine", "pg_module_engine") if n in request.fixturenames]
+    if names and not _SERVER:
+        engine: Engine = request.getfixturevalue(names[0])
         with engine.connect() as conn:
             _SERVER["postgresql"] = conn.execute(text("SHOW server_version")).scalar()
             _SERVER["extensions"] = dict(  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    event,
     func,
     select,
     text,
@@ -243,6 +244,33 @@ def test_filtered_one_percent_returns_k_only_with_iterative_scan(session: Sessio
     assert recall_at_k(session, Item, Item.embedding, QUERIES[:5], 10, where=where) >= 0.9
 
 
+def test_exact_below_searches_exactly_when_few_rows_match(data: Engine) -> None:
+    q, few = QUERIES[2], Item.cat == 7  # about 1% of the rows
+    statements: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
+    with Session(data) as session:
+        matching = session.scalar(select(func.count()).select_from(Item).where(few))
+        assert matching is not None and 0 < matching < N
+        exact = nearest(session, Item, Item.embedding, q, 10, where=few, exact=True)
+        event.listen(data, "before_cursor_execute", remember)
+        try:
+            hits = nearest(session, Item, Item.embedding, q, 10, where=few,
+                           exact_below=matching, ef_search=40)
+            counted, searched = statements[0], statements[-1]
+            statements.clear()
+            more = nearest(session, Item, Item.embedding, q, 10, where=few,
+                           exact_below=matching - 1)
+        finally:
+            event.remove(data, "before_cursor_execute", remember)
+    assert [h.item.id for h in hits] == [h.item.id for h in exact]
+    assert "count(*)" in counted and "MATERIALIZED" not in searched  # exact: no index scan
+    assert "MATERIALIZED" in statements[-1]  # one row too many: the iterative index scan
+    assert len(more) == 10 and all(h.item.cat == 7 for h in more)
+
+
 def _generic_plan(
     conn: Connection, name: str, vector: np.ndarray, *more: int
 ) -> dict[str, Any]:
@@ -315,7 +343,7 @@ def test_settings_do_not_leak_to_the_next_transaction(data: Engine) -> None:
 
 @pytest.mark.parametrize(("spec", "index", "pool"), [
     (HALF, "vec_t_items_embedding_hnsw_halfvec_idx", 40),
-    # 32 bits keep little of a 32-dim vector: the pool must be large (at 384 dims, 8*k is).
+    # 32 bits keep little of a 32-dim vector: the pool must be large (at 384 dims, 16*k is).
     (BINARY, "vec_t_items_embedding_hnsw_binary_idx", 400),
 ])
 def test_quantized_search_uses_its_index_and_reranks(
@@ -354,6 +382,12 @@ async def test_nearest_async_matches_sync(pg_async_session: Any, data: Engine) -
         expected = [h.item.id for h in nearest(s, Item, SPEC, q, 10, where=Item.cat < 50)]
     hits = await nearest_async(pg_async_session, Item, SPEC, q, 10, where=Item.cat < 50)
     assert [h.item.id for h in hits] == expected
+    with Session(data) as s:
+        exact = [h.item.id for h in nearest(s, Item, SPEC, q, 10, where=Item.cat == 3,
+                                             exact=True)]
+    few = await nearest_async(pg_async_session, Item, SPEC, q, 10, where=Item.cat == 3,
+                              exact_below=N)  # every count is <= N: exact
+    assert [h.item.id for h in few] == exact
     recall = await recall_at_k_async(pg_async_session, Item, SPEC, QUERIES[:3], 10)
     assert recall >= 0.8
 

@@ -132,8 +132,9 @@ def test_rerank_pool_raises_ef_search() -> None:
     half, spec = VectorSpec(3, quantize="halfvec"), VectorSpec(3, quantize="binary")
     assert "hnsw.ef_search" not in search_settings(half, 10)  # pool 40 = pgvector's default
     assert search_settings(half, 20)["hnsw.ef_search"] == "80"  # halfvec: max(4*k, 40)
-    assert search_settings(spec, 5)["hnsw.ef_search"] == "80"  # binary: max(8*k, 80)
-    assert search_settings(spec, 20)["hnsw.ef_search"] == "160"
+    assert search_settings(spec, 5)["hnsw.ef_search"] == "160"  # binary: max(16*k, 160)
+    assert search_settings(spec, 20)["hnsw.ef_search"] == "320"
+    assert search_settings(spec, 100)["hnsw.ef_search"] == "1000"  # pgvector's maximum
     assert search_settings(spec, 10, candidates=200)["hnsw.ef_search"] == "200"
     assert search_settings(spec, 10, candidates=40) == {}  # an explicit pool wins
     with pytest.raises(VectorQueryError, match="re-ranking pool"):
@@ -147,7 +148,13 @@ def test_nearest_errors_before_any_sql() -> None:
     with Session(engine) as session:
         for bad in ({"query_vector": [1, 2], "k": 3}, {"query_vector": [1, 2, 3], "k": 0},
                     {"query_vector": [0, 0, 0], "k": 3},
-                    {"query_vector": [1, 2, 3], "k": 10, "ef_search": 4}):
+                    {"query_vector": [1, 2, 3], "k": 10, "ef_search": 4},
+                    {"query_vector": [1, 2, 3], "k": 3, "exact_below": 100},  # no where
+                    {"query_vector": [1, 2, 3], "k": 3, "exact_below": 0, "where": docs.c.cat == 1},
+                    {"query_vector": [1, 2, 3], "k": 3, "exact_below": 10, "exact": True,
+                     "where": docs.c.cat == 1},
+                    {"query_vector": [1, 2], "k": 3, "exact_below": 10,  # checked before the count
+                     "where": docs.c.cat == 1}):
             with pytest.raises(VectorQueryError):
                 nearest(session, docs, docs.c.embedding, **bad)
     assert sent == []

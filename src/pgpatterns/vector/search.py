@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Float, Select, bindparam, literal, literal_column, select
+from sqlalchemy import Float, Select, bindparam, func, literal, literal_column, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from pgpatterns.errors import VectorQueryError
 from pgpatterns.vector.settings import (
     Iterative,
     check_k,
@@ -164,6 +165,31 @@ def _prepare(
     return settings_stmt(settings), stmt, params, target.entity is not None
 
 
+def count_stmt(
+    model: Any, spec_or_column: Any, where: Where, exact: bool, exact_below: int | None
+) -> Select[Any] | None:
+    """``SELECT count(*)`` of at most ``exact_below + 1`` rows matching ``where`` (or None)."""
+    if exact_below is None:
+        return None
+    check_k("exact_below", exact_below)
+    clause = where_clause(where)
+    if clause is None or exact:
+        raise VectorQueryError(
+            "exact_below chooses exact search for a filter matching few rows: "
+            + ("pass where=..., or drop exact_below." if clause is None
+               else "exact=True already searches exactly; drop exact_below.")
+        )
+    table = resolve(model, spec_or_column).table
+    matching: Select[Any] = select(literal_column("1")).select_from(table).where(clause)
+    return select(func.count()).select_from(matching.limit(exact_below + 1).subquery())
+
+
+def _exactly(kw: dict[str, Any]) -> dict[str, Any]:
+    # Index-scan settings do not apply to an exact search: drop them.
+    return {**kw, "exact": True, "ef_search": None, "probes": None, "iterative": "auto",
+            "max_scan_tuples": None, "candidates": None}
+
+
 def _neighbors(rows: Sequence[Any], orm: bool) -> list[Neighbor[Any]]:
     return [Neighbor(row[0] if orm else row, float(row[-1])) for row in rows]
 
@@ -183,6 +209,7 @@ def nearest(
     max_distance: float | None = None,
     exact: bool = False,
     candidates: int | None = None,
+    exact_below: int | None = None,
 ) -> list[Neighbor[Any]]:
     """The ``k`` rows nearest to ``query_vector``, nearest first, with their distances.
 
@@ -209,8 +236,13 @@ def nearest(
         max_scan_tuples: ``hnsw.max_scan_tuples``, the iterative scan's budget (20000).
         max_distance: Keep only rows within this distance (applied outside the index scan).
         exact: Exact search: no vector index is used (a btree may still serve ``where``).
-        candidates: Re-ranking pool for a quantized spec (default ``max(8*k, 80)`` for
+        candidates: Re-ranking pool for a quantized spec (default ``max(16*k, 160)`` for
             binary quantization, ``max(4*k, 40)`` for halfvec).
+        exact_below: With ``where``: first count the matching rows (up to this many + 1,
+            one extra statement) and search exactly when at most this many match. Reading
+            a few thousand rows through a btree beats walking the graph for a very
+            selective filter, and PostgreSQL's planner does not see it (pgvector's cost
+            model). Index the filter's columns, or the count scans the table.
 
     Settings are applied with ``set_config(name, value, true)`` (bind parameters) in the
     caller's transaction: they end with it, so a pooled connection is never left changed.
@@ -225,11 +257,14 @@ def nearest(
             fit the index — before any SQL is sent.
         VectorError: the column cannot be resolved.
     """
-    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, dict(
-        where=where, ef_search=ef_search, probes=probes, iterative=iterative,
-        max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
-        candidates=candidates,
-    ))
+    kw = dict(where=where, ef_search=ef_search, probes=probes, iterative=iterative,
+              max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
+              candidates=candidates)
+    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, kw)
+    count = count_stmt(model, spec_or_column, where, exact, exact_below)
+    if count is not None and session.execute(count).scalar_one() <= exact_below:
+        settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k,
+                                               _exactly(kw))
     if settings is not None:
         session.execute(settings)
     return _neighbors(session.execute(stmt, params).all(), orm)
@@ -250,17 +285,21 @@ async def nearest_async(
     max_distance: float | None = None,
     exact: bool = False,
     candidates: int | None = None,
+    exact_below: int | None = None,
 ) -> list[Neighbor[Any]]:
     """The asyncio twin of :func:`nearest` (``AsyncSession`` or ``AsyncConnection``).
 
     Examples:
         >>> hits = await nearest_async(session, Doc, Doc.embedding, query, 5)  # doctest: +SKIP
     """
-    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, dict(
-        where=where, ef_search=ef_search, probes=probes, iterative=iterative,
-        max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
-        candidates=candidates,
-    ))
+    kw = dict(where=where, ef_search=ef_search, probes=probes, iterative=iterative,
+              max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
+              candidates=candidates)
+    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, kw)
+    count = count_stmt(model, spec_or_column, where, exact, exact_below)
+    if count is not None and (await session.execute(count)).scalar_one() <= exact_below:
+        settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k,
+                                               _exactly(kw))
     if settings is not None:
         await session.execute(settings)
     return _neighbors((await session.execute(stmt, params)).all(), orm)
