@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -11,6 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from pgpatterns.errors import VectorQueryError
 from pgpatterns.vector.settings import Iterative, check_k, search_settings, settings_stmt
+from pgpatterns.vector.steps import Steps, run, run_async
 from pgpatterns.vector.target import AsyncConn, SyncConn, Where, resolve, where_clause
 
 __all__ = ["HybridHit", "hybrid_search", "hybrid_search_async", "hybrid_search_stmt"]
@@ -121,10 +123,13 @@ def _prepare(model: Any, spec_or_column: Any, query_vector: Any, text_query: Any
     return settings_stmt(settings), stmt, target.entity is not None
 
 
-def _hits(rows: Any, orm: bool) -> list[HybridHit[Any]]:
-    return [
-        HybridHit(row[0] if orm else row, float(row[-3]), row[-2], row[-1]) for row in rows
-    ]
+def _search(model: Any, spec_or_column: Any, query_vector: Any, text_query: Any,
+            kw: dict[str, Any]) -> Steps[list[HybridHit[Any]]]:
+    settings, stmt, orm = _prepare(model, spec_or_column, query_vector, text_query, kw)
+    if settings is not None:
+        yield settings, {}
+    rows: Sequence[Any] = (yield stmt, {}).all()
+    return [HybridHit(row[0] if orm else row, float(row[-3]), row[-2], row[-1]) for row in rows]
 
 
 def hybrid_search(
@@ -169,13 +174,10 @@ def hybrid_search(
     Raises:
         VectorQueryError: bad vector, empty text, ``k``/``candidates``/``rrf_k`` <= 0.
     """
-    settings, stmt, orm = _prepare(model, spec_or_column, query_vector, text_query, dict(
+    return run(session, _search(model, spec_or_column, query_vector, text_query, dict(
         document=document, k=k, candidates=candidates, rrf_k=rrf_k, language=language,
         where=where, ef_search=ef_search, iterative=iterative,
-    ))
-    if settings is not None:
-        session.execute(settings)
-    return _hits(session.execute(stmt).all(), orm)
+    )))
 
 
 async def hybrid_search_async(
@@ -200,10 +202,8 @@ async def hybrid_search_async(
         >>> hits = await hybrid_search_async(session, Doc, Doc.embedding, vec,  # doctest: +SKIP
         ...                                  "hnsw", document=Doc.search)
     """
-    settings, stmt, orm = _prepare(model, spec_or_column, query_vector, text_query, dict(
-        document=document, k=k, candidates=candidates, rrf_k=rrf_k, language=language,
-        where=where, ef_search=ef_search, iterative=iterative,
-    ))
-    if settings is not None:
-        await session.execute(settings)
-    return _hits((await session.execute(stmt)).all(), orm)
+    return await run_async(session, _search(
+        model, spec_or_column, query_vector, text_query, dict(
+            document=document, k=k, candidates=candidates, rrf_k=rrf_k, language=language,
+            where=where, ef_search=ef_search, iterative=iterative,
+        )))

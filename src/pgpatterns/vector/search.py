@@ -21,6 +21,7 @@ from pgpatterns.vector.settings import (
     settings_stmt,
 )
 from pgpatterns.vector.spec import finite_float
+from pgpatterns.vector.steps import Steps, run, run_async
 from pgpatterns.vector.target import AsyncConn, SyncConn, Target, Where, resolve, where_clause
 
 __all__ = [
@@ -190,7 +191,18 @@ def _exactly(kw: dict[str, Any]) -> dict[str, Any]:
             "max_scan_tuples": None, "candidates": None}
 
 
-def _neighbors(rows: Sequence[Any], orm: bool) -> list[Neighbor[Any]]:
+def _search(
+    model: Any, spec_or_column: Any, query_vector: Any, k: int, exact_below: int | None,
+    kw: dict[str, Any],
+) -> Steps[list[Neighbor[Any]]]:
+    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, kw)
+    count = count_stmt(model, spec_or_column, kw["where"], kw["exact"], exact_below)
+    if count is not None and (yield count, {}).scalar_one() <= exact_below:
+        settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k,
+                                               _exactly(kw))
+    if settings is not None:
+        yield settings, {}
+    rows: Sequence[Any] = (yield stmt, params).all()
     return [Neighbor(row[0] if orm else row, float(row[-1])) for row in rows]
 
 
@@ -257,17 +269,11 @@ def nearest(
             fit the index — before any SQL is sent.
         VectorError: the column cannot be resolved.
     """
-    kw = dict(where=where, ef_search=ef_search, probes=probes, iterative=iterative,
-              max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
-              candidates=candidates)
-    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, kw)
-    count = count_stmt(model, spec_or_column, where, exact, exact_below)
-    if count is not None and session.execute(count).scalar_one() <= exact_below:
-        settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k,
-                                               _exactly(kw))
-    if settings is not None:
-        session.execute(settings)
-    return _neighbors(session.execute(stmt, params).all(), orm)
+    return run(session, _search(model, spec_or_column, query_vector, k, exact_below, dict(
+        where=where, ef_search=ef_search, probes=probes, iterative=iterative,
+        max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
+        candidates=candidates,
+    )))
 
 
 async def nearest_async(
@@ -292,14 +298,9 @@ async def nearest_async(
     Examples:
         >>> hits = await nearest_async(session, Doc, Doc.embedding, query, 5)  # doctest: +SKIP
     """
-    kw = dict(where=where, ef_search=ef_search, probes=probes, iterative=iterative,
-              max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
-              candidates=candidates)
-    settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k, kw)
-    count = count_stmt(model, spec_or_column, where, exact, exact_below)
-    if count is not None and (await session.execute(count)).scalar_one() <= exact_below:
-        settings, stmt, params, orm = _prepare(model, spec_or_column, query_vector, k,
-                                               _exactly(kw))
-    if settings is not None:
-        await session.execute(settings)
-    return _neighbors((await session.execute(stmt, params)).all(), orm)
+    return await run_async(session, _search(
+        model, spec_or_column, query_vector, k, exact_below, dict(
+            where=where, ef_search=ef_search, probes=probes, iterative=iterative,
+            max_scan_tuples=max_scan_tuples, max_distance=max_distance, exact=exact,
+            candidates=candidates,
+        )))
