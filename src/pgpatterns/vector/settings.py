@@ -63,8 +63,8 @@ def pool_size(spec: VectorSpec, k: int, candidates: int | None) -> int:
         return k
     # One bit per dimension ranks far more coarsely than halfvec: a much wider pool. The
     # vector benchmark (10^5 vectors, 384 dims, recall@10 after re-ranking, pools 40 / 80 /
-    # 160 / 320): all-MiniLM-L6-v2 embeddings of real texts 0.87 / 0.93 / 0.96 / 0.98, the
-    # benchmark's mixture 0.66 / 0.84 / 0.95 / 0.98; halfvec at 40 was 0.96 and 0.92.
+    # 160 / 320): all-MiniLM-L6-v2 embeddings of real texts 0.87 / 0.94 / 0.97 / 0.98, the
+    # benchmark's mixture 0.66 / 0.87 / 0.96 / 0.98; halfvec at 40 was 0.96 and 0.93.
     factor, floor = (16, 160) if spec.quantize == "binary" else (4, 40)
     return max(min(factor * k, _MAX_EF_SEARCH), floor, k)  # an HNSW scan returns <= 1000
 
