@@ -8,14 +8,17 @@ can catch one family at a time.
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "ArrayError",
     "AssociationError",
     "BulkLoadError",
     "ColumnError",
+    "ConcurrentUpdateError",
     "ConstraintError",
     "DDLDependencyError",
     "DDLError",
     "DDLNameError",
+    "DDLNameLengthError",
     "DDLOptionError",
     "DatabaseUnavailableError",
     "DefaultPartitionConflictError",
@@ -32,6 +35,7 @@ __all__ = [
     "JsonbPathError",
     "JsonbSchemaError",
     "JsonbSchemaViolationError",
+    "LinkConcurrentUpdateError",
     "MissingExtensionError",
     "OverlapError",
     "PartitionBoundsError",
@@ -48,6 +52,8 @@ __all__ = [
     "RLSPolicyError",
     "RLSViewError",
     "ReadOnlyViewError",
+    "TenantIsolationError",
+    "TreeConcurrentUpdateError",
     "TreeCycleError",
     "TreeError",
     "TreeHasChildrenError",
@@ -67,6 +73,25 @@ __all__ = [
 
 class PatternError(Exception):
     """Base class of every pgpatterns exception."""
+
+
+class ArgumentError(PatternError, TypeError, ValueError):
+    """A public function got an argument of the wrong type or out of range (``None`` where a
+    collection is needed, ``2**70`` for a bigint key, text for an integer id); raised before
+    any SQL is sent. ``argument`` names the parameter, ``given`` is the value."""
+
+    def __init__(self, message: str, *, argument: str = "", given: object = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.given = given
+
+
+class ConcurrentUpdateError(PatternError):
+    """A read-then-write action lost a race with another transaction at REPEATABLE READ or
+    SERIALIZABLE (SQLSTATE 40001/40P01); retry the whole transaction. The original database
+    error is ``__cause__``."""
+
+    retryable = True
 
 
 class BulkLoadError(PatternError):
@@ -92,6 +117,11 @@ class DDLDependencyError(DDLError):
 
 class DDLNameError(DDLError):
     """Two schema objects attached to the same MetaData declare the same database object."""
+
+
+class DDLNameLengthError(DDLNameError):
+    """A name pgpatterns would create is longer than PostgreSQL's 63 bytes, so PostgreSQL
+    would truncate it (and two names could become one); shorten it or pass ``name=``."""
 
 
 class DDLOptionError(DDLError):
@@ -135,12 +165,22 @@ class RLSContextError(RLSError):
     """Request context (tenant/user settings) set outside a transaction or with a bad value."""
 
 
+class TenantIsolationError(RLSError):
+    """A declaration would let one tenant read, write or reference another tenant's rows (a
+    link table, foreign key, partition, view or copy outside the tenant policy)."""
+
+
 class RLSViewError(RLSError):
     """A view over row-level-secured tables would bypass their policies."""
 
 
 class AssociationError(PatternError):
     """A many-to-many from :mod:`pgpatterns.associations` is declared or used wrongly."""
+
+
+class LinkConcurrentUpdateError(AssociationError, ConcurrentUpdateError):
+    """``sync``/``link``/``unlink`` lost a race at REPEATABLE READ or SERIALIZABLE; retry the
+    transaction."""
 
 
 class UnknownLinkTargetError(AssociationError):
@@ -169,6 +209,11 @@ class TreeHasChildrenError(TreeError):
 
 class TreeCycleError(TreeError):
     """A move or insert would make a node its own ancestor (checked in Python and by trigger)."""
+
+
+class TreeConcurrentUpdateError(TreeError, ConcurrentUpdateError):
+    """A move lost a race with a concurrent move at REPEATABLE READ or SERIALIZABLE (its
+    snapshot predates the other move's commit); retry the transaction."""
 
 
 class TreeScopeError(TreeError):

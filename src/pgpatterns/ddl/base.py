@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -24,14 +25,19 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
-from pgpatterns.errors import DDLOptionError
+from pgpatterns.errors import DDLNameLengthError, DDLOptionError
 
 __all__ = [
+    "MAX_IDENTIFIER_BYTES",
     "OWNER_KEY",
     "CreateSchemaObject",
     "DropSchemaObject",
     "Identity",
     "SchemaObject",
+    "body_ident",
+    "body_table",
+    "check_name_length",
+    "short_name",
 ]
 
 OWNER_KEY = "pgpatterns.ddl.owner"
@@ -74,6 +80,9 @@ class SchemaObject:
                 f"{type(self).__name__} name {self.name!r} is invalid: PostgreSQL needs a "
                 "non-empty identifier without NUL characters; pass a plain string name."
             )
+        check_name_length(f"{type(self).__name__} name", self.name)
+        if self.schema is not None:
+            check_name_length(f"{type(self).__name__} schema", self.schema)
         self.depends_on = tuple(self.depends_on)
         self.validate()
 
@@ -205,6 +214,77 @@ def pg_dialect() -> Dialect:
     ``named`` paramstyle: the text is exactly what PostgreSQL runs (no ``%%`` doubling).
     """
     return postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+
+
+MAX_IDENTIFIER_BYTES = 63
+"""PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated by the server."""
+
+
+def check_name_length(what: str, name: str) -> str:
+    """``name`` if it fits PostgreSQL's 63 bytes, else :class:`DDLNameLengthError`.
+
+    Examples:
+        >>> check_name_length("policy", "p" * 64)
+        Traceback (most recent call last):
+        ...
+        pgpatterns.errors.DDLNameLengthError: policy 'pppp...pppp' is 64 bytes long: ...
+
+    PostgreSQL truncates a longer name without an error, so two long names that share their
+    first 63 bytes become one object (and the second CREATE fails or, with ``IF NOT
+    EXISTS``, silently does nothing). Pass a shorter name, or build one with
+    :func:`short_name`.
+    """
+    size = len(name.encode("utf-8"))
+    if size > MAX_IDENTIFIER_BYTES:
+        shown = name if len(name) <= 24 else f"{name[:4]}...{name[-4:]}"
+        raise DDLNameLengthError(
+            f"{what} {shown!r} is {size} bytes long: PostgreSQL truncates names to "
+            f"{MAX_IDENTIFIER_BYTES} bytes, so it would become another name (and could collide "
+            f"with one); pass a name of at most {MAX_IDENTIFIER_BYTES} bytes. Full name: {name!r}"
+        )
+    return name
+
+
+def short_name(*parts: str, suffix: str = "") -> str:
+    """``parts`` joined by ``_`` plus ``suffix``, shortened with a hash when over 63 bytes.
+
+    Examples:
+        >>> short_name("posts", "tags", suffix="_idx")
+        'posts_tags_idx'
+        >>> n = short_name("x" * 60, "tags", suffix="_idx"); len(n), n[-4:]
+        (63, '_idx')
+
+    Deterministic (the same parts always give the same name), like SQLAlchemy's naming
+    conventions: the head is kept, the middle replaced by 8 hex digits of an MD5 of the
+    full name, and the suffix kept so the object's kind stays readable.
+    """
+    full = "_".join(parts) + suffix
+    if len(full.encode("utf-8")) <= MAX_IDENTIFIER_BYTES:
+        return full
+    digest = hashlib.md5(full.encode("utf-8"), usedforsecurity=False).hexdigest()[:8]
+    room = MAX_IDENTIFIER_BYTES - len(suffix.encode("utf-8")) - len(digest) - 1
+    head = full.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return f"{head}_{digest}{suffix}"
+
+
+def body_ident(name: str) -> str:
+    """An identifier quoted for the *inside* of a plpgsql/SQL function body.
+
+    Examples:
+        >>> body_ident("na%me"), body_ident('a"b'), body_ident("plain")
+        ('"na%me"', '"a""b"', 'plain')
+
+    The one quoting path for text that ends up in a body: quoted by a ``named``-paramstyle
+    preparer, so ``%`` is never doubled here; :func:`raw_text` escapes the whole body once
+    for the driver when the ``CREATE FUNCTION`` is compiled.
+    """
+    return str(pg_dialect().identifier_preparer.quote(name))
+
+
+def body_table(table: Table) -> str:
+    """``"schema"."table"`` (or ``"table"``) quoted for a function body, like :func:`body_ident`."""
+    prep = pg_dialect().identifier_preparer
+    return str(prep.format_table(table))
 
 
 def qualified(compiler: DDLCompiler, name: str, schema: str | None) -> str:
