@@ -65,6 +65,7 @@ __all__ = [
     "VectorQueryError",
     "VectorSpecError",
     "ViewError",
+    "ViewRLSError",
     "ViewRefreshError",
     "ViewReplaceError",
     "ViewScheduleError",
@@ -350,3 +351,9 @@ class DefaultPartitionConflictError(PartitionError):
 
 class PartmanError(PartitionError):
     """pg_partman is missing, too old, or cannot take over maintenance of a table."""
+
+
+class ViewRLSError(RLSViewError, ViewError):
+    """A view or materialized view from :mod:`pgpatterns.views` would show rows of a
+    row-level-secured table with its owner's rights (every reader would see every tenant);
+    raised at declaration. Catchable as :class:`RLSViewError` or :class:`ViewError`."""
