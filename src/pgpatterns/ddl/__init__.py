@@ -8,7 +8,8 @@ Examples:
     >>> attach(metadata, View("v", select(t.c.id)))  # metadata.create_all creates it
 
 Each kind (:class:`Extension`, :class:`Function`, :class:`Trigger`, :class:`View`,
-:class:`MaterializedView`, :class:`RowLevelSecurity`, :class:`Policy`, :class:`Partition`)
+:class:`MaterializedView`, :class:`RowLevelSecurity`, :class:`Policy`, :class:`Partition`,
+:class:`CompositeForeignKey`)
 renders its DDL (``obj.sql()``, ``obj.create_ddl()``), is created/dropped in dependency
 order with the MetaData once :func:`attach`-ed, and compares itself with the catalog
 (:func:`diff`).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from pgpatterns.ddl.base import CreateSchemaObject, DropSchemaObject, Identity, SchemaObject
 from pgpatterns.ddl.extension import Extension
+from pgpatterns.ddl.foreign_key import CompositeForeignKey
 from pgpatterns.ddl.function import Function, dollar_quote
 from pgpatterns.ddl.matview import MaterializedView
 from pgpatterns.ddl.partition import MAXVALUE, MINVALUE, Partition
@@ -30,6 +32,7 @@ from pgpatterns.ddl.view import View
 __all__ = [
     "MAXVALUE",
     "MINVALUE",
+    "CompositeForeignKey",
     "CreateSchemaObject",
     "DropSchemaObject",
     "Extension",

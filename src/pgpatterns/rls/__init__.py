@@ -51,7 +51,15 @@ from pgpatterns.rls.expressions import (
     tenant_isolation,
 )
 from pgpatterns.rls.policies import check_roles, enable_rls, for_partitions, policy, rls_objects
-from pgpatterns.rls.tenant import TenantScoped, tenant_foreign_key, tenant_unique
+from pgpatterns.rls.tenant import (
+    TenantInfo,
+    TenantScoped,
+    secure_table,
+    tenant_column,
+    tenant_foreign_key,
+    tenant_of,
+    tenant_unique,
+)
 from pgpatterns.rls.views import rls_view
 
 __all__ = [
@@ -59,6 +67,7 @@ __all__ = [
     "TENANT_SETTING",
     "USER_SETTING",
     "Finding",
+    "TenantInfo",
     "TenantScoped",
     "check_rls",
     "check_rls_async",
@@ -74,13 +83,16 @@ __all__ = [
     "policy",
     "rls_objects",
     "rls_view",
+    "secure_table",
     "set_context",
     "set_context_async",
     "setting",
+    "tenant_column",
     "tenant_context",
     "tenant_context_async",
     "tenant_context_on_begin",
     "tenant_foreign_key",
     "tenant_isolation",
+    "tenant_of",
     "tenant_unique",
 ]

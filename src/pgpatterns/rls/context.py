@@ -24,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.sql import Select
 
-from pgpatterns.errors import RLSContextError
+from pgpatterns._args import key_value
+from pgpatterns.errors import ArgumentError, RLSContextError
 from pgpatterns.rls.expressions import TENANT_SETTING, USER_SETTING, check_setting_name
+from pgpatterns.rls.tenant import registered_tenant_type
 
 __all__ = [
     "context_statement",
@@ -48,13 +50,22 @@ def _text(name: str, value: object) -> str:
             f"{name}={value!r} cannot be a setting value: pass an int, a str or a uuid.UUID "
             "(the policy casts the text back to the column's type)."
         )
-    out = str(value)
     if isinstance(value, str) and (not value or "\x00" in value):
         raise RLSContextError(
             f"{name}={value!r} is empty or contains NUL; an empty value reads as unset. "
             "Pass None to clear a value, or a real id."
         )
-    return out
+    type_ = registered_tenant_type(name)
+    if type_ is not None:
+        try:
+            value = key_value("tenant_context", name, value, type_)
+        except ArgumentError as exc:
+            raise RLSContextError(
+                f"{name}={value!r} does not fit the tenant column type {type_} declared for "
+                f"this setting; every policy would fail on it (or match nothing). Pass the "
+                f"request's tenant id as that type. ({exc})"
+            ) from None
+    return str(value)
 
 
 def context_statement(values: Mapping[str, ContextValue]) -> Select[Any]:

@@ -15,35 +15,269 @@ Examples:
     ['tenant_id', 'id', 'slug']
 
 What a subclass gets: a ``tenant_id`` column (first, NOT NULL, defaulting to the current
-tenant setting), an index whose leading column is ``tenant_id``, ``ENABLE`` + ``FORCE ROW
-LEVEL SECURITY`` and a ``tenant_isolation`` policy for ``__tenant_roles__`` (``USING`` and
-``WITH CHECK``), all attached to the model's MetaData: ``Base.metadata.create_all`` creates
-them.
+tenant setting), an index whose leading column is ``tenant_id``, ``UNIQUE (tenant_id, id)``,
+``ENABLE`` + ``FORCE ROW LEVEL SECURITY`` and a ``tenant_isolation`` policy for
+``__tenant_roles__`` (``USING`` and ``WITH CHECK``), all attached to the model's MetaData:
+``Base.metadata.create_all`` creates them.
+
+**Tenant keys by construction.** Foreign keys are not checked through row-level security:
+with a plain ``folder_id REFERENCES folders (id)``, tenant 1 can point a document at tenant
+2's folder. Every one-column foreign key from a tenant-scoped table to another tenant-scoped
+table therefore also gets a composite key ``(tenant_id, folder_id) -> folders (tenant_id,
+id)`` (a :class:`pgpatterns.ddl.CompositeForeignKey`, added by ``ALTER TABLE`` after the
+tables), so the database refuses a cross-tenant reference whatever RLS lets a role see. The
+plain key stays: the ORM infers relationships from it. Which class is declared first does
+not matter. A foreign key to a table that is not tenant-scoped (shared reference data) gets
+no composite key.
 
 Scaling out: sharded PostgreSQL (Citus) distributes a table by a column and needs every
 primary key, unique constraint and foreign key to include it. Set
 ``__tenant_primary_key__ = True`` (primary key ``(tenant_id, id)``) and declare uniques with
 :func:`tenant_unique` and foreign keys with :func:`tenant_foreign_key`, and the schema is
 already distributable by ``tenant_id``.
+
+Warning:
+    With the default one-column primary key, a key value is unique across tenants, so an
+    ``INSERT`` that names an explicit key (``ON CONFLICT DO NOTHING``, or a duplicate-key
+    error) tells the caller whether that key exists in *another* tenant. Let the database
+    generate keys (identity or UUID defaults; never accept them from requests), or use
+    ``__tenant_primary_key__ = True``, where keys are unique per tenant only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import ForeignKeyConstraint, Table, UniqueConstraint, cast, func, true
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    cast,
+    func,
+    true,
+)
+from sqlalchemy.exc import NoReferencedTableError
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import BigInteger, TypeEngine
 
-from pgpatterns.ddl import attach
-from pgpatterns.errors import RLSPolicyError
-from pgpatterns.rls.expressions import TENANT_SETTING, check_setting_name, tenant_isolation
+from pgpatterns.ddl import CompositeForeignKey, SchemaObject, attach
+from pgpatterns.ddl.base import short_name
+from pgpatterns.errors import RLSPolicyError, TenantIsolationError
+from pgpatterns.rls.expressions import (
+    TENANT_SETTING,
+    check_setting_name,
+    current_tenant,
+    tenant_isolation,
+)
 from pgpatterns.rls.policies import enable_rls, policy
 
-__all__ = ["TenantScoped", "tenant_foreign_key", "tenant_unique"]
+__all__ = [
+    "TenantInfo",
+    "TenantScoped",
+    "secure_table",
+    "tenant_column",
+    "tenant_foreign_key",
+    "tenant_of",
+    "tenant_unique",
+]
 
 TENANT_COLUMN = "tenant_id"
+_INFO_KEY = "pgpatterns.rls.tenant"  # Table.info: the table's TenantInfo
+_TYPES_KEY = "pgpatterns.rls.tenant_types"  # MetaData.info: setting -> tenant column type
+_REGISTERED_TYPES: dict[str, TypeEngine[Any]] = {}  # setting -> type, for tenant_context()
+
+
+@dataclass(frozen=True, eq=False)
+class TenantInfo:
+    """What makes a table tenant-scoped: its tenant column, roles and setting.
+
+    Examples:
+        >>> tenant_of(Project.__table__).roles  # doctest: +SKIP
+        ('app_user',)
+    """
+
+    column: Column[Any]
+    roles: tuple[str, ...]
+    setting: str
+    type_: TypeEngine[Any]
+
+
+def tenant_of(table: object) -> TenantInfo | None:
+    """The table's :class:`TenantInfo` if :class:`TenantScoped` or :func:`secure_table` made
+    it tenant-scoped, else ``None`` (a shared table).
+
+    Examples:
+        >>> from sqlalchemy import MetaData, Table
+        >>> tenant_of(Table("shared", MetaData())) is None
+        True
+    """
+    info = table.info.get(_INFO_KEY) if isinstance(table, Table) else None
+    return info if isinstance(info, TenantInfo) else None
+
+
+def registered_tenant_type(setting: str) -> TypeEngine[Any] | None:
+    """The tenant column type declared for ``setting`` by a tenant-scoped table, if any."""
+    return _REGISTERED_TYPES.get(setting)
+
+
+def _type_instance(type_: TypeEngine[Any] | type[TypeEngine[Any]]) -> TypeEngine[Any]:
+    return type_() if isinstance(type_, type) else type_
+
+
+def tenant_column(
+    type_: TypeEngine[Any] | type[TypeEngine[Any]] = BigInteger,
+    setting: str = TENANT_SETTING,
+    name: str = TENANT_COLUMN,
+    **kw: Any,
+) -> Column[Any]:
+    """The tenant column: NOT NULL, defaulting to the transaction's tenant setting.
+
+    Examples:
+        >>> print(tenant_column().server_default.arg)  # doctest: +SKIP
+        CAST(nullif(current_setting(:current_setting_1, true), :nullif_1) AS BIGINT)
+
+    An insert outside :func:`~pgpatterns.rls.tenant_context` fails on NOT NULL instead of
+    creating a row no tenant owns. ``kw`` goes to ``Column`` (``primary_key=``, ...).
+    """
+    type_ = _type_instance(type_)
+    setting = check_setting_name(setting)
+    default = cast(func.nullif(func.current_setting(setting, true()), ""), type_)
+    return Column(name, type_, nullable=False, server_default=default, **kw)
+
+
+def secure_table(
+    table: Table,
+    *,
+    roles: Sequence[str],
+    setting: str = TENANT_SETTING,
+    column: str = TENANT_COLUMN,
+    index: bool = True,
+) -> list[SchemaObject]:
+    """Make ``table`` tenant-scoped: forced RLS, the isolation policy, composite tenant keys.
+
+    Examples:
+        >>> from sqlalchemy import Column, Integer, MetaData, Table
+        >>> links = Table("links", MetaData(), tenant_column(), Column("a", Integer))
+        >>> [o.kind for o in secure_table(links, roles=["app_user"])]
+        ['row level security', 'policy']
+
+    What :class:`TenantScoped` does for a mapped class, for a plain ``Table`` (link tables,
+    partitions): the table must already have its tenant column (:func:`tenant_column`). It
+    adds an index leading with the tenant column when none exists (``index=True``),
+    composite foreign keys for every one-column foreign key between this table and another
+    tenant-scoped table (both directions), and attaches everything to ``table.metadata``.
+    Returns the objects attached.
+
+    Raises:
+        RLSPolicyError: no roles, or the tenant column is missing or nullable.
+        TenantIsolationError: a foreign key to a tenant-scoped table cannot be made
+            composite (the referred column is not covered by a tenant unique key).
+    """
+    roles = (roles,) if isinstance(roles, str) else tuple(roles)
+    where = f"secure_table({getattr(table, 'name', table)!r})"
+    if not isinstance(table, Table):
+        raise RLSPolicyError(f"{where}: expected a sqlalchemy Table, got {table!r}.")
+    if not roles:
+        raise RLSPolicyError(f"{where}: roles= must name the application role(s).")
+    if column not in table.c or table.c[column].nullable:
+        raise RLSPolicyError(
+            f"{where}: the table needs a NOT NULL {column!r} column; add tenant_column()."
+        )
+    existing = tenant_of(table)
+    if existing is not None:
+        return []
+    setting = check_setting_name(setting)
+    info = TenantInfo(table.c[column], roles, setting, table.c[column].type)
+    _register_type(table.metadata, setting, info.type_, where)
+    table.info[_INFO_KEY] = info
+    if index and not _has_leading_index(table, column):
+        Index(short_name(table.name, column, suffix="_idx"), table.c[column])
+    rls = enable_rls(table, force=True)
+    isolation = tenant_isolation(
+        table.c[column], tenant=current_tenant(info.type_, name=setting)
+    )
+    made: list[SchemaObject] = [
+        rls,
+        policy("tenant_isolation", table, to=roles, using=isolation, with_check=isolation),
+    ]
+    made += _tenant_foreign_keys(table.metadata)
+    attach(table.metadata, *made)
+    return made
+
+
+def _register_type(metadata: MetaData, setting: str, type_: TypeEngine[Any], where: str) -> None:
+    known = metadata.info.setdefault(_TYPES_KEY, {})
+    other = known.get(setting)
+    if other is not None and type(other)._type_affinity is not type(type_)._type_affinity:
+        raise RLSPolicyError(
+            f"{where}: tenant column type {type_} differs from {other}, declared for the same "
+            f"setting {setting!r} by another table; tenants need one key type per setting."
+        )
+    known[setting] = type_
+    _REGISTERED_TYPES[setting] = type_
+
+
+def _has_leading_index(table: Table, column: str) -> bool:
+    def leads(cols: Any) -> bool:
+        cols = list(cols)
+        return bool(cols) and cols[0].name == column
+
+    return (
+        any(leads(i.columns) for i in table.indexes)
+        or leads(table.primary_key.columns)
+        or any(isinstance(c, UniqueConstraint) and leads(c.columns) for c in table.constraints)
+        or bool(table.c[column].index)
+    )
+
+
+def _tenant_foreign_keys(metadata: MetaData) -> list[SchemaObject]:
+    """Composite keys for every one-column FK between two tenant-scoped tables of
+    ``metadata`` that has none yet (whichever of the two was declared last calls this)."""
+    made: list[SchemaObject] = []
+    done = metadata.info.setdefault("pgpatterns.rls.tenant_fks", set())
+    for table in list(metadata.tables.values()):
+        child = tenant_of(table)
+        if child is None:
+            continue
+        for fk in table.foreign_keys:
+            if fk.constraint is None or len(fk.constraint.columns) != 1:
+                continue
+            if fk.parent.name == child.column.name:
+                continue
+            try:
+                target = fk.column
+            except NoReferencedTableError:
+                continue  # the referred table is declared later: its call adds the key
+            parent = tenant_of(target.table)
+            if parent is None or (table.name, fk.parent.name) in done:
+                continue
+            if not _tenant_unique(target.table, parent.column.name, target.name):
+                raise TenantIsolationError(
+                    f"{table.name}.{fk.parent.name} references {target.table.name}."
+                    f"{target.name}, which has no unique key on ({parent.column.name}, "
+                    f"{target.name}): the composite tenant key needs one. Reference the "
+                    "primary key, or add tenant_unique(...) for that column."
+                )
+            name = short_name(table.name, fk.parent.name, suffix="_tenant_fkey")
+            made.append(CompositeForeignKey(
+                name, table, [child.column.name, fk.parent.name], target.table,
+                [parent.column.name, target.name], ondelete=fk.ondelete,
+            ))
+            done.add((table.name, fk.parent.name))
+    return made
+
+
+def _tenant_unique(table: Table, tenant: str, column: str) -> bool:
+    wanted = {tenant, column}
+    keys = [table.primary_key] + [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+    return any({c.name for c in k.columns} == wanted for k in keys) or any(
+        i.unique and {c.name for c in i.columns} == wanted for i in table.indexes
+    )
 
 
 class TenantScoped:
@@ -97,7 +331,7 @@ class TenantScoped:
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)  # maps the class (DeclarativeBase) first
         table = cls.__dict__.get("__table__")
-        if not isinstance(table, Table) or table.info.get("pgpatterns.rls.tenant"):
+        if not isinstance(table, Table) or tenant_of(table) is not None:
             return  # abstract, single-table inheritance, or already secured
         roles = tuple(cls.__tenant_roles__)
         if not roles:
@@ -105,13 +339,14 @@ class TenantScoped:
                 f"{cls.__name__}: TenantScoped needs __tenant_roles__ = ('your_app_role',): "
                 "the isolation policy is granted to the roles the application connects as."
             )
-        rls = enable_rls(table, force=True)
-        isolation = tenant_isolation(table.c[TENANT_COLUMN])
-        tenant_policy = policy(
-            "tenant_isolation", table, to=roles, using=isolation, with_check=isolation
-        )
-        table.info["pgpatterns.rls.tenant"] = True
-        attach(table.metadata, rls, tenant_policy)
+        keys = [c for c in table.primary_key.columns if c.name != TENANT_COLUMN]
+        if len(keys) == 1 and not cls.__tenant_primary_key__:
+            # the target of composite tenant foreign keys: (tenant_id, id)
+            table.append_constraint(UniqueConstraint(
+                TENANT_COLUMN, keys[0].name,
+                name=short_name(table.name, TENANT_COLUMN, keys[0].name, suffix="_key"),
+            ))
+        secure_table(table, roles=roles, setting=cls.__tenant_setting__, index=False)
 
 
 def tenant_unique(*columns: str, name: str | None = None) -> UniqueConstraint:

@@ -1,0 +1,157 @@
+"""Tenant keys by construction: composite foreign keys, tenant_context value checks (#16)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import BigInteger, ForeignKey, MetaData, Table, Uuid, insert, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from pgpatterns.ddl import CompositeForeignKey, attached, diff
+from pgpatterns.errors import DDLNameLengthError, RLSContextError, RLSPolicyError
+from pgpatterns.rls import TenantScoped, enable_rls, policy, tenant_context, tenant_of
+from pgpatterns.testing import Database
+from pgpatterns.testing.plugin import PgSchema
+
+
+def _models(role: str, *, doc_first: bool) -> tuple[type[Any], type[Any], MetaData]:
+    class Base(DeclarativeBase):
+        metadata = MetaData()
+
+    def folder_cls() -> type[Any]:
+        class Folder(TenantScoped, Base):
+            __tablename__ = "folders"
+            __tenant_roles__ = (role,)
+            id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+            parent_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id"))
+
+        return Folder
+
+    def doc_cls() -> type[Any]:
+        class Doc(TenantScoped, Base):
+            __tablename__ = "docs"
+            __tenant_roles__ = (role,)
+            id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+            folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+            folder: Mapped[Any] = relationship("Folder")
+
+        return Doc
+
+    if doc_first:
+        doc = doc_cls()
+        folder = folder_cls()
+    else:
+        folder = folder_cls()
+        doc = doc_cls()
+    return folder, doc, Base.metadata
+
+
+@pytest.mark.parametrize("doc_first", [False, True])
+def test_composite_keys_whatever_the_declaration_order(doc_first: bool) -> None:
+    folder, doc, metadata = _models("app", doc_first=doc_first)
+    fks = sorted(
+        (o.table.name, tuple(o.columns), o.referred.name, tuple(o.refcolumns), o.ondelete)
+        for o in attached(metadata)
+        if isinstance(o, CompositeForeignKey)
+    )
+    assert fks == [
+        ("docs", ("tenant_id", "folder_id"), "folders", ("tenant_id", "id"), "cascade"),
+        ("folders", ("tenant_id", "parent_id"), "folders", ("tenant_id", "id"), None),
+    ]
+    # the ORM still infers the relationship from the one-column key
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()
+    assert str(doc.folder.property.primaryjoin) == "folders.id = docs.folder_id"
+    assert tenant_of(folder.__table__) is not None
+
+
+@pytest.fixture
+def tenant_db(pg_schema: PgSchema, pg_database: Database) -> tuple[PgSchema, type[Any], type[Any]]:
+    folder, doc, metadata = _models(pg_database.app_role, doc_first=False)
+    with pg_schema.engine.begin() as conn:
+        metadata.create_all(conn)
+        conn.execute(insert(folder.__table__), [
+            {"tenant_id": 1, "id": 1}, {"tenant_id": 2, "id": 2}])
+        conn.execute(insert(doc.__table__), [{"tenant_id": 1, "id": 10, "folder_id": 1}])
+        assert diff(conn, metadata) == []
+    return pg_schema, folder, doc
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE folders SET parent_id = 2 WHERE id = 1",  # #16.2: a parent in another tenant
+        "UPDATE docs SET folder_id = 2 WHERE id = 10",  # a document into tenant 2's folder
+        "INSERT INTO docs (id, folder_id) VALUES (11, 2)",
+    ],
+)
+def test_a_row_cannot_reference_another_tenants_row(tenant_db: Any, statement: str) -> None:
+    schema, _, _ = tenant_db
+    with schema.app_engine.connect() as conn, conn.begin():
+        tenant_context(conn, 1)
+        with pytest.raises(IntegrityError) as err:
+            conn.execute(text(statement))
+    assert "tenant_fkey" in str(err.value)
+
+
+def test_same_tenant_references_and_the_orm_still_work(tenant_db: Any) -> None:
+    schema, folder, doc = tenant_db
+    with Session(schema.app_engine) as s, s.begin():
+        tenant_context(s, 1)
+        child = folder(id=3, parent_id=1)
+        s.add(child)
+        s.flush()
+        s.add(doc(id=12, folder=child))
+        s.flush()
+        assert s.scalar(select(doc.__table__.c.tenant_id).where(doc.folder_id == child.id)) == 1
+
+
+def test_tenant_context_checks_the_value_against_the_tenant_column(tenant_db: Any) -> None:
+    schema, _, _ = tenant_db
+    with schema.app_engine.connect() as conn, conn.begin():
+        for bad in ("1 OR 1=1", 2**70, uuid.uuid4(), 1.5, True):
+            with pytest.raises(RLSContextError):
+                tenant_context(conn, bad)
+        tenant_context(conn, 2)  # the transaction is still usable
+        assert conn.scalar(text("SELECT count(*) FROM folders")) == 1
+
+
+def test_tenant_context_takes_uuid_tenants_when_declared(pg_database: Database) -> None:
+    class Base(DeclarativeBase):
+        metadata = MetaData()
+
+    class Org(TenantScoped, Base):
+        __tablename__ = "uuid_orgs"
+        __tenant_roles__ = (pg_database.app_role,)
+        __tenant_type__ = Uuid
+        __tenant_setting__ = "appu.org_id"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    assert tenant_of(Org.__table__) is not None
+    from pgpatterns.rls.context import context_statement  # the values are checked here
+
+    with pytest.raises(RLSContextError):
+        context_statement({"appu.org_id": 42})
+    assert context_statement({"appu.org_id": uuid.uuid4()}) is not None
+
+
+def test_long_colliding_names_are_refused_before_sql() -> None:
+    t = Table("t", MetaData())
+    enable_rls(t)
+    with pytest.raises(DDLNameLengthError, match="63 bytes"):
+        policy("p" * 63 + "_allow", t, to=["app"])
+
+
+def test_tenant_scoped_needs_roles() -> None:
+    class Base(DeclarativeBase):
+        metadata = MetaData()
+
+    with pytest.raises(RLSPolicyError):
+
+        class Bad(TenantScoped, Base):
+            __tablename__ = "bad"
+            id: Mapped[int] = mapped_column(primary_key=True)
