@@ -61,6 +61,7 @@ __all__ = [
     "TreeOptionError",
     "TreeScopeError",
     "UnknownLinkTargetError",
+    "VectorArgumentError",
     "VectorError",
     "VectorQueryError",
     "VectorSpecError",
@@ -357,3 +358,9 @@ class ViewRLSError(RLSViewError, ViewError):
     """A view or materialized view from :mod:`pgpatterns.views` would show rows of a
     row-level-secured table with its owner's rights (every reader would see every tenant);
     raised at declaration. Catchable as :class:`RLSViewError` or :class:`ViewError`."""
+
+
+class VectorArgumentError(VectorQueryError, ArgumentError):
+    """A vector search argument of the wrong type or out of range (``k=2**63``, a raw SQL
+    string as ``where``, a negative ``max_distance``); catchable as :class:`VectorQueryError`
+    or :class:`ArgumentError`. Raised before any SQL is sent."""
