@@ -12,7 +12,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from pgpatterns.ddl import CompositeForeignKey, attached, diff
 from pgpatterns.errors import DDLNameLengthError, RLSContextError, RLSPolicyError
-from pgpatterns.rls import TenantScoped, enable_rls, policy, tenant_context, tenant_of
+from pgpatterns.rls import (
+    TenantScoped,
+    check_rls,
+    enable_rls,
+    policy,
+    tenant_context,
+    tenant_of,
+)
 from pgpatterns.testing import Database
 from pgpatterns.testing.plugin import PgSchema
 
@@ -155,3 +162,52 @@ def test_tenant_scoped_needs_roles() -> None:
         class Bad(TenantScoped, Base):
             __tablename__ = "bad"
             id: Mapped[int] = mapped_column(primary_key=True)
+
+
+_PLANTED = """
+CREATE TABLE tenants_a (tenant_id bigint NOT NULL, id bigint PRIMARY KEY,
+                        UNIQUE (tenant_id, id));
+CREATE INDEX ON tenants_a (tenant_id);
+ALTER TABLE tenants_a ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY t ON tenants_a TO {app} USING (tenant_id = (SELECT 1));
+CREATE TABLE tenants_b (tenant_id bigint NOT NULL, id bigint PRIMARY KEY,
+                        a_id bigint REFERENCES tenants_a (id));
+CREATE INDEX ON tenants_b (tenant_id);
+ALTER TABLE tenants_b ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY t ON tenants_b TO {app} USING (tenant_id = (SELECT 1));
+CREATE TABLE a_links (a_id bigint REFERENCES tenants_a (id), tag text);
+CREATE TABLE owned (tenant_id bigint NOT NULL PRIMARY KEY);
+ALTER TABLE owned ENABLE ROW LEVEL SECURITY;
+CREATE POLICY t ON owned TO {app} USING (tenant_id = (SELECT 1));
+ALTER TABLE owned OWNER TO {app};
+CREATE FUNCTION all_of_a() RETURNS SETOF bigint SECURITY DEFINER LANGUAGE sql
+  AS 'SELECT id FROM tenants_a';
+CREATE FUNCTION b_guard() RETURNS trigger LANGUAGE plpgsql AS
+  'BEGIN PERFORM 1 FROM tenants_b WHERE id = NEW.id; RETURN NEW; END';
+CREATE TRIGGER b_guard BEFORE INSERT ON tenants_b FOR EACH ROW EXECUTE FUNCTION b_guard();
+"""
+
+
+def test_check_rls_finds_the_composition_leaks(pg_schema: PgSchema, pg_database: Database) -> None:
+    with pg_schema.engine.begin() as conn:
+        for stmt in _PLANTED.format(app=pg_database.app_role).split(";\n"):
+            if stmt.strip():
+                conn.execute(text(stmt))
+    with pg_schema.engine.connect() as conn:
+        found = {(f.kind, f.relation.rsplit(".", 1)[-1]) for f in check_rls(conn, plans=False)}
+    assert found >= {
+        ("fk_without_tenant", "tenants_b"),
+        ("unprotected_reference", "a_links"),
+        ("rls_not_forced", "owned"),
+        ("definer_function_reads_rls", "all_of_a()"),
+        ("trigger_reads_under_rls", "tenants_b"),
+    }, found
+    assert ("fk_without_tenant", "tenants_a") not in found
+
+
+def test_tenant_scoped_models_have_no_composition_findings(tenant_db: Any) -> None:
+    schema, _, _ = tenant_db
+    with schema.engine.connect() as conn:
+        assert check_rls(conn) == []
+    with schema.app_engine.connect() as conn:
+        assert check_rls(conn) == []

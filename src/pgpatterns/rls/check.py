@@ -26,6 +26,7 @@ from sqlalchemy.sql import Select
 from pgpatterns.ddl.base import regname
 from pgpatterns.errors import ExplainError, RLSError
 from pgpatterns.explain import Plan, explain
+from pgpatterns.rls.check_tenant import TENANT_KINDS, tenant_findings
 
 __all__ = ["KINDS", "Finding", "check_rls", "check_rls_async"]
 
@@ -38,6 +39,7 @@ KINDS = (
     "view_without_security_invoker",
     "matview_over_rls",
     "partition_missing_policy",
+    *TENANT_KINDS,
     "unchecked",
 )
 """Every ``Finding.kind`` :func:`check_rls` can report."""
@@ -168,6 +170,16 @@ def check_rls(
       through other views) or materialized view reads an RLS table with its owner's rights;
     * ``partition_missing_policy``: a partition lacks RLS or one of its parent's policies,
       so querying the partition directly bypasses them;
+    * ``rls_not_forced``: RLS is on but not forced and a role its policies name owns the
+      table, so that role sees every row;
+    * ``fk_without_tenant``: a foreign key between two tables whose policies read the same
+      (tenant) column does not include it, so a row can reference another tenant's row;
+    * ``unprotected_reference``: a table without RLS references an RLS table (a link
+      table or copy every tenant reads and writes);
+    * ``definer_function_reads_rls``: a ``SECURITY DEFINER`` function the application role
+      may execute reads an RLS table with an owner's rights that bypass the policies;
+    * ``trigger_reads_under_rls``: a trigger function without ``SECURITY DEFINER`` reads an
+      RLS table, so its checks and updates see only the invoker's rows;
     * ``unchecked``: a plan could not be taken as ``role``.
 
     Args:
@@ -216,6 +228,7 @@ def check_rls(
                 "(for_partitions()) to every partition."
             )))
     findings.extend(_view_findings(conn, params))
+    findings.extend(Finding(*f) for f in tenant_findings(conn, all_ids, names))
     if plans:
         bypass = bool(conn.execute(_BYPASS).scalar())
         for r in rows:
