@@ -10,10 +10,19 @@ Rows are streamed: the iterable is consumed one row at a time while psycopg send
 so a generator of millions of rows never sits in memory.
 
 Warning:
-    - The COPY runs in the caller's transaction and does not commit. It is all-or-nothing:
-      when a row is rejected (by the checks here or by PostgreSQL), :class:`BulkLoadError` is
-      raised, nothing is written, and the transaction is left *aborted*: roll it (or its
-      savepoint) back. A ``Session`` is flushed first when it autoflushes.
+    - The COPY runs in the caller's transaction, inside a savepoint, and does not commit. It
+      is all-or-nothing: when a row is rejected (by the checks here or by PostgreSQL),
+      :class:`BulkLoadError` is raised, nothing of the COPY is written, and the savepoint is
+      rolled back: the transaction stays usable and the caller's earlier work in it is kept.
+      A ``Session`` is flushed first when it autoflushes.
+    - Values are checked before they are sent, every row as it streams: a ``bool`` for a
+      number column (``True`` is not written as 1), an ``int`` out of the column's range,
+      a ``datetime`` for a ``date`` column (its time would be dropped). Checks by the
+      model's declared type run before any SQL (so a bad row 0 sends nothing); checks by
+      the database's type run after the catalog read, row 0 before the COPY starts.
+      Anything else a later row gets wrong (a type psycopg cannot dump, a constraint)
+      stops the COPY mid-stream and rolls the savepoint back. Elements of arrays and
+      json documents are not checked here.
     - Column types are read from the database, and the data is sent in BINARY format when
       psycopg can dump every column type that way (built-in types; pgvector's ``vector``,
       ``halfvec`` and ``sparsevec`` when the ``pgvector`` package is installed). Binary COPY
@@ -36,8 +45,16 @@ import psycopg
 from sqlalchemy import Connection, Table
 from sqlalchemy.orm import Session
 
-from pgpatterns.bulk._adapt import _COLUMN_TYPES, _db_error, _row_error, _setup
+from pgpatterns.bulk._adapt import (
+    _COLUMN_TYPES,
+    _db_error,
+    _first_row,
+    _row_error,
+    _setup,
+    rows_to_write,
+)
 from pgpatterns.bulk._rows import _plan
+from pgpatterns.errors import BulkLoadError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -81,31 +98,40 @@ def copy_rows(
         The number of rows written.
 
     Raises:
-        BulkLoadError: A row does not fit the table (raised before any SQL is sent for the
-            first row, or mid-stream for later rows), or PostgreSQL rejected the data (the
-            original error is the ``__cause__``). Nothing is written; after a mid-stream
-            error the transaction is aborted and must be rolled back.
+        BulkLoadError: ``rows`` is not an iterable of rows, or a row does not fit the table
+            (raised before any SQL is sent for row 0 where the model tells, before the COPY
+            starts for row 0 otherwise, mid-stream for later rows), or PostgreSQL rejected
+            the data (the original error is the ``__cause__``). Nothing is written and the
+            transaction stays usable (the COPY's savepoint is rolled back).
     """
     plan = _plan(table, rows, columns)
     if plan.empty:
         return 0
+    began = isinstance(connection, Connection) and not connection.in_transaction()
     conn = _sync_connection(connection)
     catalog = conn.execute(_COLUMN_TYPES, {"name": plan.label}).all()
     raw = cast(psycopg.Connection[Any], conn.connection.driver_connection)
     count = 0
     with raw.cursor() as cursor:
-        setup = _setup(cursor, plan, catalog)
         try:
-            with cursor.copy(setup.statement) as copy:
-                copy.set_types(setup.oids)
-                for values in plan.values:
-                    try:
-                        copy.write_row(values)
-                    except Exception as exc:
-                        raise _row_error(cursor, plan, setup, count, values, exc) from exc
-                    count += 1
-        except psycopg.Error as exc:
-            raise _db_error(plan, exc) from exc
+            setup = _setup(cursor, plan, catalog)
+            first = _first_row(cursor, plan, setup)
+        except BulkLoadError:
+            if began:  # only the catalog was read: leave the connection as it was
+                conn.rollback()
+            raise
+        with conn.begin_nested():
+            try:
+                with cursor.copy(setup.statement) as copy:
+                    copy.set_types(setup.oids)
+                    for values in rows_to_write(plan, setup, first):
+                        try:
+                            copy.write_row(values)
+                        except Exception as exc:
+                            raise _row_error(cursor, plan, setup, count, values, exc) from exc
+                        count += 1
+            except psycopg.Error as exc:
+                raise _db_error(plan, exc) from exc
     return count
 
 
@@ -137,25 +163,35 @@ async def copy_rows_async(
     ``rows`` is an ordinary (sync) iterable, streamed as in :func:`copy_rows`; arguments,
     return value and errors are the same.
     """
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     plan = _plan(table, rows, columns)
     if plan.empty:
         return 0
+    began = isinstance(connection, AsyncConnection) and not connection.in_transaction()
     conn = await _async_connection(connection)
     catalog = (await conn.execute(_COLUMN_TYPES, {"name": plan.label})).all()
     fairy = await conn.get_raw_connection()
     raw = cast(psycopg.AsyncConnection[Any], fairy.driver_connection)
     count = 0
     async with raw.cursor() as cursor:
-        setup = _setup(cursor, plan, catalog)
         try:
-            async with cursor.copy(setup.statement) as copy:
-                copy.set_types(setup.oids)
-                for values in plan.values:
-                    try:
-                        await copy.write_row(values)
-                    except Exception as exc:
-                        raise _row_error(cursor, plan, setup, count, values, exc) from exc
-                    count += 1
-        except psycopg.Error as exc:
-            raise _db_error(plan, exc) from exc
+            setup = _setup(cursor, plan, catalog)
+            first = _first_row(cursor, plan, setup)
+        except BulkLoadError:
+            if began:
+                await conn.rollback()
+            raise
+        async with conn.begin_nested():
+            try:
+                async with cursor.copy(setup.statement) as copy:
+                    copy.set_types(setup.oids)
+                    for values in rows_to_write(plan, setup, first):
+                        try:
+                            await copy.write_row(values)
+                        except Exception as exc:
+                            raise _row_error(cursor, plan, setup, count, values, exc) from exc
+                        count += 1
+            except psycopg.Error as exc:
+                raise _db_error(plan, exc) from exc
     return count

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from sqlalchemy import text
 
-from pgpatterns.bulk._rows import _Plan
+from pgpatterns.bulk._rows import Check, _Plan, checked, date_check, int_check, number_check
 from pgpatterns.errors import BulkLoadError
 
 __all__: list[str] = []
@@ -47,6 +47,22 @@ class _Setup:
     oids: list[int]
     labels: list[str]
     format: Format
+    checks: list[tuple[int, str, Check]]  # per-row value checks by the database's types
+
+
+_INT_RANGES = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1),
+               "int8": (-(2**63), 2**63 - 1)}
+
+
+def _db_check(typname: str, label: str) -> Check | None:
+    """The check a value of a column of this (base) type gets before it is written."""
+    if typname in _INT_RANGES:
+        return int_check(f"the table's {label}", *_INT_RANGES[typname])
+    if typname in ("float4", "float8", "numeric"):
+        return number_check(f"the table's {label}")
+    if typname == "date":
+        return date_check(f"the table's {label}")
+    return None
 
 
 class _TextPassthroughDumper(Dumper):
@@ -154,7 +170,37 @@ def _setup(cursor: AdaptContext, plan: _Plan, catalog: Sequence[Any]) -> _Setup:
         columns=sql.SQL(", ").join(sql.Identifier(name) for name in plan.columns),
         format=sql.SQL("BINARY" if binary else "TEXT"),
     )
-    return _Setup(statement, [row.type_oid for row in types], [r.type_label for r in types], fmt)
+    checks = [
+        (position, name, check)
+        for position, (name, row) in enumerate(zip(plan.columns, types, strict=True))
+        if (check := _db_check(row.typname, row.type_label)) is not None
+    ]
+    oids = [row.type_oid for row in types]
+    return _Setup(statement, oids, [r.type_label for r in types], fmt, checks)
+
+
+def _first_row(cursor: AdaptContext, plan: _Plan, setup: _Setup) -> Sequence[Any]:
+    """Row 0, checked against the database's types and dumped once before COPY starts."""
+    first = next(checked(plan.values, setup.checks, plan.label))
+    for name, oid, label, value in zip(plan.columns, setup.oids, setup.labels, first,
+                                       strict=True):
+        if value is None:
+            continue
+        try:
+            cursor.adapters.get_dumper_by_oid(oid, setup.format)(type(value), cursor).dump(value)
+        except Exception as exc:
+            raise BulkLoadError(
+                f"row 0 for {plan.label} could not be written: column {name!r} ({label}) got "
+                f"{type(value).__name__} {value!r:.80}: {exc}. Values must have the Python "
+                "type psycopg dumps for the column (see pgpatterns.bulk). Nothing was written."
+            ) from exc
+    return first
+
+
+def rows_to_write(plan: _Plan, setup: _Setup, first: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """Row 0 (already checked) then the other rows, each checked as it streams."""
+    yield first
+    yield from checked(plan.values, setup.checks, plan.label, start=1)
 
 
 def _db_error(plan: _Plan, exc: psycopg.Error) -> BulkLoadError:
@@ -163,8 +209,8 @@ def _db_error(plan: _Plan, exc: psycopg.Error) -> BulkLoadError:
     detail = f" ({diag.message_detail})" if diag.message_detail else ""
     where = f" [{diag.context.strip()}]" if diag.context else ""
     return BulkLoadError(
-        f"COPY into {plan.label} failed: {message}{detail}{where}. Nothing was written; "
-        "the transaction is aborted: roll it back before using the connection again."
+        f"COPY into {plan.label} failed: {message}{detail}{where}. Nothing was written "
+        "(rolled back to copy_rows' savepoint; the transaction is still usable)."
     )
 
 
@@ -187,5 +233,5 @@ def _row_error(
     return BulkLoadError(
         f"row {index} for {plan.label} could not be written:{column} {exc}. Values must have "
         "the Python type psycopg dumps for the column (see pgpatterns.bulk). Nothing was "
-        "written; the transaction is aborted: roll it back."
+        "written (rolled back to copy_rows' savepoint; the transaction is still usable)."
     )
