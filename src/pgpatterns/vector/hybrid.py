@@ -10,7 +10,7 @@ from sqlalchemy import Float, Select, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.sql.elements import ColumnElement
 
-from pgpatterns.errors import VectorQueryError
+from pgpatterns.errors import VectorArgumentError, VectorQueryError
 from pgpatterns.vector.settings import Iterative, check_k, search_settings, settings_stmt
 from pgpatterns.vector.steps import Steps, run, run_async
 from pgpatterns.vector.target import AsyncConn, SyncConn, Where, resolve, where_clause
@@ -65,12 +65,30 @@ def hybrid_search_stmt(
     index_distance = spec.distance(column, query)
     vec_inner = select(pk.label("id"), spec.exact_distance(column, query).label("d"))
     txt_query: ColumnElement[Any]
+    if not isinstance(language, str) or not language or "\x00" in language:
+        raise VectorArgumentError(
+            f"language={language!r:.80} is not accepted: pass the name of a text search "
+            "configuration such as 'english' or 'simple'.", argument="language", given=language)
     if isinstance(text_query, str):
         if not text_query.strip():
             raise VectorQueryError("text_query is empty: pass the user's search words.")
+        if "\x00" in text_query:
+            raise VectorArgumentError(
+                "text_query contains a NUL character, which PostgreSQL text cannot hold: "
+                "strip it (text.replace('\\x00', '')).", argument="text_query",
+                given=text_query)
         txt_query = func.websearch_to_tsquery(cast(literal(language), REGCONFIG), text_query)
-    else:
+    elif isinstance(text_query, ColumnElement):
         txt_query = text_query
+    else:
+        raise VectorArgumentError(
+            f"text_query={text_query!r:.80} is not accepted: pass the user's words (a str) "
+            "or a tsquery expression (func.to_tsquery(...)).", argument="text_query",
+            given=text_query)
+    if not isinstance(document, ColumnElement) and not hasattr(document, "__clause_element__"):
+        raise VectorArgumentError(
+            f"document={document!r:.80} is not accepted: pass the tsvector column or "
+            "expression (Doc.search).", argument="document", given=document)
     text_rank = func.ts_rank_cd(document, txt_query)
     txt_inner = select(pk.label("id"), text_rank.label("r")).where(
         document.bool_op("@@")(txt_query)

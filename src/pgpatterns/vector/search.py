@@ -11,16 +11,18 @@ from sqlalchemy import Float, Select, bindparam, func, literal, literal_column, 
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from pgpatterns.errors import VectorQueryError
+from pgpatterns.errors import VectorArgumentError, VectorQueryError
 from pgpatterns.vector.settings import (
+    BIGINT_MAX,
     Iterative,
+    check_flag,
     check_k,
     effective_iterative,
     pool_size,
     search_settings,
     settings_stmt,
 )
-from pgpatterns.vector.spec import finite_float
+from pgpatterns.vector.spec import VectorSpec, finite_float
 from pgpatterns.vector.steps import Steps, run, run_async
 from pgpatterns.vector.target import AsyncConn, SyncConn, Target, Where, resolve, where_clause
 
@@ -81,9 +83,25 @@ def nearest_stmt(
     return build_stmt(
         target, target.spec.query_param(query_vector), k, clause=where_clause(where),
         max_distance=None if max_distance is None else bindparam(
-            "max_distance", finite_float("max_distance", max_distance), type_=Float),
+            "max_distance", check_max_distance(target.spec, max_distance), type_=Float),
         iterative=iterative, exact=exact, candidates=candidates,
     )
+
+
+def check_max_distance(spec: VectorSpec, value: object) -> float:
+    """A finite ``max_distance``; negative only under ``inner_product`` (``<#>`` is negated).
+
+    Every other metric's distance is >= 0, so a negative bound would return ``[]`` whatever
+    the data: refused instead of silently matching nothing.
+    """
+    bound = finite_float("max_distance", value)
+    if bound < 0 and spec.metric != "inner_product":
+        raise VectorArgumentError(
+            f"max_distance={value!r} is negative, but {spec.metric} distances are >= 0: "
+            "nothing could ever match. Pass a bound >= 0 (or drop max_distance).",
+            argument="max_distance", given=value,
+        )
+    return bound
 
 
 def build_stmt(
@@ -161,7 +179,7 @@ def _prepare(
         return settings_stmt(settings), stmt, {}, target.entity is not None
     params: dict[str, Any] = {"query_vector": target.spec.check_query(query_vector)}
     if max_distance is not None:
-        params["max_distance"] = finite_float("max_distance", max_distance)
+        params["max_distance"] = check_max_distance(target.spec, max_distance)
     stmt = _cached_stmt(target, k, max_distance is not None, **shape)
     return settings_stmt(settings), stmt, params, target.entity is not None
 
@@ -173,6 +191,7 @@ def count_stmt(
     if exact_below is None:
         return None
     check_k("exact_below", exact_below)
+    check_flag("exact", exact)
     clause = where_clause(where)
     if clause is None or exact:
         raise VectorQueryError(
@@ -182,7 +201,9 @@ def count_stmt(
         )
     table = resolve(model, spec_or_column).table
     matching: Select[Any] = select(literal_column("1")).select_from(table).where(clause)
-    return select(func.count()).select_from(matching.limit(exact_below + 1).subquery())
+    # One row past the threshold tells "more than exact_below"; LIMIT is a bigint.
+    limit = min(exact_below + 1, BIGINT_MAX)
+    return select(func.count()).select_from(matching.limit(limit).subquery())
 
 
 def _exactly(kw: dict[str, Any]) -> dict[str, Any]:

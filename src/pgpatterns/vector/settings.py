@@ -9,31 +9,52 @@ from typing import Any, Literal, TypeAlias
 from sqlalchemy import Select, func, select
 from sqlalchemy import true as sql_true
 
-from pgpatterns.errors import VectorQueryError
+from pgpatterns.errors import VectorArgumentError, VectorQueryError
 from pgpatterns.vector.spec import VectorSpec
 
 __all__ = [
-    "Iterative", "check_k", "effective_iterative", "pool_size", "search_settings", "settings_stmt",
+    "BIGINT_MAX", "INT_MAX", "Iterative", "check_flag", "check_k", "effective_iterative",
+    "pool_size", "search_settings", "settings_stmt",
 ]
 
 Iterative: TypeAlias = Literal["auto", "strict", "relaxed", "off"]
 
 _MAX_EF_SEARCH = 1000
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
 
 
-def check_k(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise VectorQueryError(
-            f"{name} must be a positive int, got {value!r}: a search returns {name} rows."
+def check_k(name: str, value: object, hi: int = BIGINT_MAX) -> int:
+    """``value`` if it is an ``int`` (not a ``bool``) from 1 to ``hi`` (``LIMIT``'s bigint).
+
+    Raises:
+        VectorArgumentError: anything else, before any SQL is sent.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+        raise VectorArgumentError(
+            f"{name} must be a positive int (1 to {hi}), got {value!r:.80}: PostgreSQL's "
+            "LIMIT and settings take bounded integers. Pass an int in that range.",
+            argument=name, given=value,
+        )
+    return value
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a ``bool`` (``exact=`` and friends), else :class:`VectorArgumentError`."""
+    if not isinstance(value, bool):
+        raise VectorArgumentError(
+            f"{name}={value!r:.80} is not accepted: pass True or False.",
+            argument=name, given=value,
         )
     return value
 
 
 def effective_iterative(spec: VectorSpec, iterative: Iterative, filtered: bool) -> str:
     """``off``/``strict``/``relaxed`` after resolving ``auto`` and checking the index."""
-    if iterative not in ("auto", "strict", "relaxed", "off"):
-        raise VectorQueryError(
-            f"iterative={iterative!r}: use 'auto', 'strict', 'relaxed' or 'off'."
+    if not isinstance(iterative, str) or iterative not in ("auto", "strict", "relaxed", "off"):
+        raise VectorArgumentError(
+            f"iterative={iterative!r:.80}: use 'auto', 'strict', 'relaxed' or 'off'.",
+            argument="iterative", given=iterative,
         )
     if spec.index is None:
         return "off"
@@ -93,6 +114,7 @@ def search_settings(
     vector index. See :func:`nearest` for the arguments.
     """  # noqa: E501
     check_k("k", k)
+    check_flag("exact", exact)
     pool = pool_size(spec, k, candidates)
     mode = effective_iterative(spec, iterative, filtered)
     settings: dict[str, str] = {}
@@ -126,7 +148,8 @@ def search_settings(
         elif pool > 40:
             settings["hnsw.ef_search"] = str(min(pool, _MAX_EF_SEARCH))
         if max_scan_tuples is not None:
-            settings["hnsw.max_scan_tuples"] = str(check_k("max_scan_tuples", max_scan_tuples))
+            settings["hnsw.max_scan_tuples"] = str(
+                check_k("max_scan_tuples", max_scan_tuples, INT_MAX))
     else:
         if ef_search is not None or max_scan_tuples is not None:
             raise VectorQueryError(
@@ -136,7 +159,7 @@ def search_settings(
         if explicit:
             settings["ivfflat.iterative_scan"] = "relaxed_order" if mode != "off" else "off"
         if probes is not None:
-            if check_k("probes", probes) > spec.lists:
+            if check_k("probes", probes, INT_MAX) > spec.lists:
                 raise VectorQueryError(
                     f"probes={probes} exceeds lists={spec.lists}: at most every list is probed."
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from sqlalchemy.orm import MappedColumn, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
-from pgpatterns.errors import VectorQueryError, VectorSpecError
+from pgpatterns.errors import VectorArgumentError, VectorQueryError, VectorSpecError
 
 __all__ = ["IndexMethod", "Metric", "Quantize", "Storage", "VectorSpec"]
 
@@ -420,7 +421,12 @@ class VectorSpec:
 
 
 def finite_float(name: str, value: object) -> float:
-    """A finite float option (e.g. ``max_distance``) or a :class:`VectorQueryError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise VectorQueryError(f"{name} must be a finite number, got {value!r}.")
-    return float(value)
+    """A finite float option (e.g. ``max_distance``) or a :class:`VectorArgumentError`."""
+    number = math.nan
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        with contextlib.suppress(OverflowError):  # an int beyond float's range stays NaN
+            number = float(value)
+    if not math.isfinite(number):
+        raise VectorArgumentError(
+            f"{name} must be a finite number, got {value!r:.80}.", argument=name, given=value)
+    return number

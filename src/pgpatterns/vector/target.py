@@ -6,14 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from sqlalchemy import Column, Table, and_, inspect
+from sqlalchemy import Boolean, Column, Table, and_, inspect
 from sqlalchemy import true as sql_true
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.sqltypes import NullType
 
-from pgpatterns.errors import VectorError
+from pgpatterns.errors import VectorArgumentError, VectorError
 from pgpatterns.vector.spec import INFO_KEY, VectorSpec
 
 __all__ = ["AsyncConn", "SyncConn", "Target", "Where", "resolve", "where_clause"]
@@ -87,8 +88,34 @@ def resolve(model: Any, spec_or_column: Any) -> Target:
 
 
 def where_clause(where: Where) -> ColumnElement[bool] | None:
+    """``where`` as one boolean SQL expression (a list is AND-ed); None for no filter.
+
+    Raises:
+        VectorArgumentError: a raw SQL string, or anything else that is not a SQLAlchemy
+            boolean expression (text is never spliced into the statement).
+    """
     if where is None:
         return None
+    if isinstance(where, QueryableAttribute):  # Doc.is_public: a boolean column
+        where = where.__clause_element__()
+    items = [where] if isinstance(where, ColumnElement) else where
+    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+        raise _bad_where(where)
+    items = [i.__clause_element__() if isinstance(i, QueryableAttribute) else i for i in items]
+    for item in items:
+        if not isinstance(item, ColumnElement) or not isinstance(
+            item.type, (Boolean, NullType)
+        ):
+            raise _bad_where(item)
     if isinstance(where, ColumnElement):
         return where
-    return and_(sql_true(), *where)
+    return and_(sql_true(), *items)
+
+
+def _bad_where(value: object) -> VectorArgumentError:
+    return VectorArgumentError(
+        f"where={value!r:.80} is not accepted: pass a SQLAlchemy boolean expression on the "
+        "searched model (Doc.tenant_id == 7), or a list of them (AND-ed). A SQL string is "
+        "refused: user values are bound as parameters, never formatted into SQL.",
+        argument="where", given=value,
+    )
