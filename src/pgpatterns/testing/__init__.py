@@ -9,6 +9,11 @@ The pytest plugin (:mod:`pgpatterns.testing.plugin`, registered as a ``pytest11`
 entry point) wraps this in fixtures. The library itself never imports this package.
 """
 
+from pgpatterns.testing.isolation import (
+    IsolationReport,
+    TenantIsolationLeak,
+    assert_tenant_isolation,
+)
 from pgpatterns.testing.resolver import (
     DEFAULT_EXTENSIONS,
     Database,
@@ -21,8 +26,11 @@ from pgpatterns.testing.servers import Server
 __all__ = [
     "DEFAULT_EXTENSIONS",
     "Database",
+    "IsolationReport",
     "Resolver",
     "Server",
+    "TenantIsolationLeak",
+    "assert_tenant_isolation",
     "get_resolver",
     "required_from_env",
 ]
