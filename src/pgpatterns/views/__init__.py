@@ -16,6 +16,8 @@ Examples:
 
 * Declare: :func:`view`, :func:`materialized_view` (built on :mod:`pgpatterns.ddl`:
   created by ``metadata.create_all``, rendered by ``.sql()``, compared by ``ddl.diff``).
+  Over row-level-secured tables: :func:`tenant_materialized_view` (the others refuse to
+  show every tenant's rows to every reader, see :class:`~pgpatterns.errors.ViewRLSError`).
 * Map: :class:`ReadOnlyView` (queries work, flushes of its instances raise).
 * Maintain: :func:`refresh` (``_async``), :func:`replace_materialized_view` (``_async``)
   keeps indexes and grants, :func:`schedule_refresh` (``_async``) through pg_cron.
@@ -54,9 +56,11 @@ from pgpatterns.views.schedule import (
     unschedule_refresh,
     unschedule_refresh_async,
 )
+from pgpatterns.views.tenant import ROWS_INFO, tenant_materialized_view, tenant_rows
 
 __all__ = [
     "KEY_INFO",
+    "ROWS_INFO",
     "ReadOnlyView",
     "RefreshMaterializedView",
     "Replaced",
@@ -70,6 +74,8 @@ __all__ = [
     "replace_materialized_view_async",
     "schedule_refresh",
     "schedule_refresh_async",
+    "tenant_materialized_view",
+    "tenant_rows",
     "unschedule_refresh",
     "unschedule_refresh_async",
     "view",

@@ -24,8 +24,10 @@ from sqlalchemy import Index, MetaData, Table, event
 from sqlalchemy.sql.selectable import SelectBase
 
 from pgpatterns.ddl import MaterializedView, SchemaObject, View, attach
+from pgpatterns.ddl.base import short_name
 from pgpatterns.ddl.view import ViewBase
-from pgpatterns.errors import ReadOnlyViewError, ViewError
+from pgpatterns.errors import ReadOnlyViewError, ViewError, ViewRLSError
+from pgpatterns.rls.views import refuse_rls_bypass, rls_sources
 
 __all__ = ["KEY_INFO", "ReadOnlyView", "as_view", "materialized_view", "view", "view_key"]
 
@@ -33,7 +35,6 @@ KEY_INFO = "pgpatterns.views.key"
 """``view.table.info`` key holding the column names that identify one row of the view."""
 
 IndexSpec = Index | tuple[str, Sequence[str], bool]
-_MAX_IDENTIFIER = 63
 
 
 def view(
@@ -47,6 +48,7 @@ def view(
     security_barrier: bool = False,
     check_option: str | None = None,
     depends_on: Sequence[SchemaObject | Table] = (),
+    allow_definer_rights: bool = False,
 ) -> View:
     """A :class:`pgpatterns.ddl.View` attached to ``metadata`` (created by ``create_all``).
 
@@ -62,11 +64,25 @@ def view(
     ORM primary key. ``security_invoker=True`` (the default) runs the view with the querying
     user's privileges and row-level security.
 
+    Raises:
+        ViewRLSError: ``security_invoker=False`` over a table whose row-level security was
+            declared (``enable_rls`` / ``TenantScoped``), or any view over a materialized
+            view of such a table: every reader would see every tenant's rows. Pass
+            ``allow_definer_rights=True`` when that is what you mean; for per-tenant
+            aggregates use :func:`~pgpatterns.views.tenant_materialized_view`.
+
     Warning:
         ``security_invoker`` needs PostgreSQL 15+. A simple view (one table, no aggregates)
         is *auto-updatable* in PostgreSQL: Core ``insert(v.table)`` writes through it. Only
         ORM classes mapped with :class:`ReadOnlyView` refuse writes.
     """
+    _check_name("view", name)
+    _check_selectable(f"view {name}", selectable)
+    if not allow_definer_rights:
+        refuse_rls_bypass(
+            f"view {name}", selectable, security_invoker=security_invoker,
+            flag="allow_definer_rights",
+        )
     made = View(
         name,
         selectable,
@@ -91,6 +107,7 @@ def materialized_view(
     unique_key: Sequence[str] | None = None,
     with_data: bool = True,
     depends_on: Sequence[SchemaObject | Table] = (),
+    allow_rls: bool = False,
 ) -> MaterializedView:
     """A :class:`pgpatterns.ddl.MaterializedView` with its indexes, attached to ``metadata``.
 
@@ -108,22 +125,33 @@ def materialized_view(
     ``Index`` objects over ``mv.table.c`` or ``(name, columns, unique)`` tuples.
     ``with_data=False`` creates it empty and unreadable until the first refresh.
 
+    Raises:
+        ViewRLSError: the query reads a table whose row-level security was declared
+            (``enable_rls`` / ``TenantScoped``). No policy applies to a materialized view:
+            every reader would see every tenant, and under ``FORCE ROW LEVEL SECURITY`` a
+            refresh by an owner without ``BYPASSRLS`` computes it from no rows at all. Use
+            :func:`~pgpatterns.views.tenant_materialized_view`, or pass ``allow_rls=True``
+            when every reader may see every row (and refresh as a role that bypasses RLS).
+        ViewError: ``unique_key`` names columns the query does not produce.
+
     Warning:
         A materialized view is a snapshot: it shows what the query returned at the last
         refresh. Rows whose ``unique_key`` is NULL are compared as distinct by a concurrent
         refresh, so keep the key columns NOT NULL in the query.
     """
-    specs: list[IndexSpec] = list(indexes)
-    if unique_key is not None:
-        cols = _key_columns(f"materialized view {name}", selectable, unique_key)
-        index_name = f"{name}_key"
-        if len(index_name.encode()) > _MAX_IDENTIFIER:
-            raise ViewError(
-                f"materialized view {name}: the unique key index name {index_name!r} is longer "
-                f"than PostgreSQL's {_MAX_IDENTIFIER} bytes and would be truncated; use a "
-                "shorter view name, or pass the unique index yourself in indexes=[...]."
-            )
-        specs.insert(0, (index_name, cols, True))
+    _check_name("materialized view", name)
+    _check_selectable(f"materialized view {name}", selectable)
+    secured = rls_sources(selectable)
+    if secured and not allow_rls:
+        raise ViewRLSError(
+            f"materialized view {name} reads {', '.join(secured)}, which has row-level "
+            "security: a materialized view has no policies, so every reader would see every "
+            "tenant's rows (and with FORCE ROW LEVEL SECURITY an owner without BYPASSRLS "
+            "refreshes it from no rows). Declare it with tenant_materialized_view(..., "
+            "readers=[...]) to read it per tenant, or pass allow_rls=True if every reader "
+            "may see every row."
+        )
+    specs = _index_specs(name, selectable, indexes, unique_key)
     made = MaterializedView(
         name,
         selectable,
@@ -137,7 +165,42 @@ def materialized_view(
     return made
 
 
+def _index_specs(
+    name: str, selectable: SelectBase, indexes: Sequence[IndexSpec], unique_key: Any
+) -> list[IndexSpec]:
+    if isinstance(indexes, (str, bytes)) or not isinstance(indexes, Sequence):
+        raise ViewError(
+            f"materialized view {name}: indexes must be a list of Index objects or "
+            f"(name, columns, unique) tuples, got {indexes!r}."
+        )
+    specs: list[IndexSpec] = list(indexes)
+    if unique_key is not None:
+        cols = _key_columns(f"materialized view {name}", selectable, unique_key)
+        specs.insert(0, (short_name(name, suffix="_key"), cols, True))
+    return specs
+
+
+def _check_name(what: str, name: object) -> None:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ViewError(
+            f"{what} name must be a non-empty string without NUL characters, got {name!r}; "
+            "pass the name the view is created under."
+        )
+
+
+def _check_selectable(what: str, selectable: object) -> None:
+    if not isinstance(selectable, SelectBase):
+        raise ViewError(
+            f"{what}: selectable must be a select() (got {type(selectable).__name__}); a view "
+            "is defined by a query, e.g. select(orders.c.day, func.sum(orders.c.cents))."
+        )
+
+
 def _key_columns(what: str, selectable: SelectBase, key: Sequence[str]) -> list[str]:
+    if not isinstance(key, (str, Sequence)) or not all(
+        isinstance(c, str) for c in ([key] if isinstance(key, str) else key)
+    ):
+        raise ViewError(f"{what}: a key is a list of column names, got {key!r}.")
     cols = [key] if isinstance(key, str) else list(key)
     produced = list(selectable.selected_columns.keys())
     missing = [c for c in cols if c not in produced]

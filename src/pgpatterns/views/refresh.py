@@ -24,7 +24,9 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 from pgpatterns.ddl import MaterializedView
 from pgpatterns.ddl.base import qualified, regname
 from pgpatterns.errors import ViewRefreshError
+from pgpatterns.rls.views import secured_tables
 from pgpatterns.views.declare import as_view
+from pgpatterns.views.tenant import tenant_rows
 
 __all__ = [
     "RefreshMaterializedView",
@@ -98,10 +100,13 @@ def refresh_stmt(
         ViewRefreshError: ``concurrently=True`` but no unique index on plain columns is
             declared, or ``concurrently`` with ``with_data=False``.
     """
-    obj = as_view(mv)
-    if not isinstance(obj, MaterializedView):
+    _check_flag("concurrently", concurrently)
+    _check_flag("with_data", with_data)
+    found = as_view(mv)
+    obj = found if isinstance(found, MaterializedView) else tenant_rows(found)
+    if obj is None:
         raise ViewRefreshError(
-            f"{obj.describe()} is a plain view: it is computed on every read and has nothing "
+            f"{found.describe()} is a plain view: it is computed on every read and has nothing "
             "to refresh; refresh only materialized views."
         )
     if concurrently and not with_data:
@@ -121,7 +126,41 @@ def refresh_stmt(
     return RefreshMaterializedView(obj, concurrently=concurrently, with_data=with_data)
 
 
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ViewRefreshError(f"refresh: {name} must be True or False, got {value!r}.")
+
+
 _POPULATED = text("SELECT relispopulated FROM pg_class WHERE oid = to_regclass(:n)")
+# Secured source tables whose policies apply to the materialized view's owner, who runs the
+# refresh's query: not a superuser, no BYPASSRLS, and not the table's owner with RLS unforced.
+_FILTERED = text(
+    "SELECT c.oid::regclass::text AS source, o.rolname AS owner"
+    " FROM unnest(CAST(:tables AS text[])) AS t(n)"
+    " JOIN pg_class c ON c.oid = to_regclass(t.n)"
+    " JOIN pg_roles o ON o.oid = (SELECT relowner FROM pg_class WHERE oid = to_regclass(:mv))"
+    " WHERE c.relrowsecurity AND NOT o.rolsuper AND NOT o.rolbypassrls"
+    " AND (c.relforcerowsecurity OR c.relowner <> o.oid) ORDER BY 1"
+)
+
+
+def _sources(stmt: RefreshMaterializedView) -> list[str]:
+    return [regname(t.name, t.schema) for t in secured_tables(stmt.mv.selectable)]
+
+
+def _refuse_filtered(stmt: RefreshMaterializedView, rows: list[Any]) -> None:
+    if not rows:
+        return
+    owner = rows[0].owner
+    sources = ", ".join(r.source for r in rows)
+    raise ViewRefreshError(
+        f"cannot refresh {stmt.mv.describe()}: PostgreSQL runs its query as its owner "
+        f"{owner!r}, and the row-level security of {sources} applies to that role, so the "
+        "refresh would compute it from the rows those policies show it (none, under FORCE "
+        f"ROW LEVEL SECURITY) and readers would see a wrong, likely empty, result. Make the "
+        f"owner a role that sees every row: ALTER ROLE {owner} BYPASSRLS (a maintenance role "
+        "that owns the view), or let the tables' owner own it with RLS not forced."
+    )
 
 
 def _plan(stmt: RefreshMaterializedView, populated: bool | None) -> RefreshMaterializedView:
@@ -147,7 +186,14 @@ def refresh(session: Session | Connection, mv: Any, *, concurrently: bool = True
     ``concurrently=True`` (default) lets readers keep reading the old contents while the
     new ones are computed; it needs a unique key (:func:`materialized_view` ``unique_key``),
     checked before any SQL is sent. A view never populated (``with_data=False``) is filled
-    with a plain refresh the first time.
+    with a plain refresh the first time. ``mv`` may be the reader view of a
+    :func:`~pgpatterns.views.tenant_materialized_view`: its private rows are refreshed.
+
+    Raises:
+        ViewRefreshError: no unique key for ``CONCURRENTLY``; the view does not exist; or it
+            reads row-level-secured tables whose policies apply to its owner (who runs the
+            refresh's query): the refresh would silently compute it from the rows the owner
+            may see, none under ``FORCE ROW LEVEL SECURITY``.
 
     Warning:
         A concurrent refresh is slower than a plain one (it diffs old and new rows) and
@@ -156,6 +202,9 @@ def refresh(session: Session | Connection, mv: Any, *, concurrently: bool = True
     """
     stmt = refresh_stmt(mv, concurrently=concurrently)
     name = regname(stmt.mv.name, stmt.mv.schema)
+    sources = _sources(stmt)
+    if sources:
+        _refuse_filtered(stmt, list(session.execute(_FILTERED, {"tables": sources, "mv": name})))
     populated = session.execute(_POPULATED, {"n": name}).scalar()
     session.execute(_plan(stmt, populated))
 
@@ -164,5 +213,9 @@ async def refresh_async(session: AsyncSession, mv: Any, *, concurrently: bool = 
     """:func:`refresh` for an ``AsyncSession`` (same statements, same checks)."""
     stmt = refresh_stmt(mv, concurrently=concurrently)
     name = regname(stmt.mv.name, stmt.mv.schema)
+    sources = _sources(stmt)
+    if sources:
+        found = await session.execute(_FILTERED, {"tables": sources, "mv": name})
+        _refuse_filtered(stmt, list(found))
     populated = (await session.execute(_POPULATED, {"n": name})).scalar()
     await session.execute(_plan(stmt, populated))
