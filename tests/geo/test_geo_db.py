@@ -44,6 +44,7 @@ from pgpatterns.bulk import copy_rows
 from pgpatterns.explain import explain, explain_async, has_seq_scan, uses_index
 from pgpatterns.geo import (
     bbox,
+    from_geojson,
     from_shapely,
     geometry_column,
     intersecting,
@@ -415,3 +416,16 @@ def test_input_helpers_can_be_inserted_through_the_orm(pg_session: Session, data
     inside = pg_session.scalars(within(Place.location, Zone.area, stmt=select(Place.id).where(
         Zone.id == 99))).all()
     assert N + 1 in inside
+
+
+def test_geojson_crs_member_is_honoured(pg_session: Session, data: Engine) -> None:
+    """Issue 17: a GeoJSON crs (EPSG:3857) used to be dropped and the shape stored as 4326."""
+    mercator = {"type": "Point", "coordinates": [261_845.7, 6_250_564.3],
+                "crs": {"type": "name", "properties": {"name": "EPSG:3857"}}}
+    pg_session.add(Site(id=N + 2, location=from_geojson(mercator)))
+    pg_session.flush()
+    srid = pg_session.scalar(select(gf.ST_SRID(Site.location)).where(Site.id == N + 2))
+    assert srid == 3857
+    near = pg_session.scalars(within_distance(Site.location, from_geojson(mercator), 1)).all()
+    assert [s.id for s in near] == [N + 2]
+    pg_session.rollback()

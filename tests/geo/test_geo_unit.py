@@ -251,3 +251,74 @@ def test_bad_bbox() -> None:
 def test_all_errors_are_pattern_errors() -> None:
     for cls in (GeoError, GeoCoordinateError, GeoSRIDError, GeoIndexError):
         assert issubclass(cls, PatternError)
+
+
+# --- issue 17: GeoJSON crs members and hostile arguments ------------------------------------
+
+MERCATOR = {"type": "name", "properties": {"name": "EPSG:3857"}}
+
+
+@pytest.mark.parametrize("crs", [
+    MERCATOR,
+    {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}},
+    {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG:6.6:3857"}},
+    {"type": "name", "properties": {"name": "http://www.opengis.net/def/crs/EPSG/0/3857"}},
+    {"type": "EPSG", "properties": {"code": 3857}},
+])
+def test_geojson_crs_member_sets_the_srid(crs: dict[str, Any]) -> None:
+    """The crs member used to be ignored: a 3857 shape got SRID 4326 (issue 17)."""
+    shape = {"type": "Point", "coordinates": [261_845.7, 6_250_564.3], "crs": crs}
+    assert from_geojson(shape).srid == 3857
+    feature = {"type": "Feature", "crs": crs, "properties": {},
+               "geometry": {"type": "Point", "coordinates": [261_845.7, 6_250_564.3]}}
+    assert from_geojson(feature).srid == 3857
+    assert from_geojson(shape, srid=3857).srid == 3857
+
+
+def test_geojson_crs_is_honoured_in_queries() -> None:
+    mercator = from_geojson({"type": "Point", "coordinates": [261_845.7, 6_250_564.3],
+                             "crs": MERCATOR})
+    # a 3857 point never meets a 4326 column silently: typed error, before any SQL
+    with pytest.raises(GeoSRIDError, match="SRID 3857 but location"):
+        within_distance(Store.location, mercator, 10)
+    crs84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+    assert from_geojson({"type": "Point", "coordinates": [2.35, 48.85], "crs": crs84}).srid == 4326
+
+
+@pytest.mark.parametrize(("geojson", "kwargs", "match"), [
+    ({"type": "Point", "coordinates": [1, 2], "crs": MERCATOR}, {"srid": 4326}, "crs member says"),
+    ({"type": "Point", "coordinates": [1, 2],
+      "crs": {"type": "link", "properties": {"href": "http://x/crs", "type": "proj4"}}}, {},
+     "names no EPSG code"),
+    ({"type": "Point", "coordinates": [1, 2], "crs": "EPSG:3857"}, {}, "names no EPSG code"),
+    ({"type": "Point", "coordinates": [1, 2],
+      "crs": {"type": "name", "properties": {"name": "EPSG:99999999"}}}, {}, "names no EPSG"),
+    ({"type": "Feature", "crs": MERCATOR, "properties": {},
+      "geometry": {"type": "Point", "coordinates": [1, 2],
+                   "crs": {"type": "name", "properties": {"name": "EPSG:4326"}}}}, {},
+     "different crs members"),
+])
+def test_unreadable_or_conflicting_crs_is_refused(
+    geojson: dict[str, Any], kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(GeoSRIDError, match=match):
+        from_geojson(geojson, **kwargs)
+
+
+def test_hostile_numbers_and_filters_fail_typed() -> None:
+    with pytest.raises(GeoError, match="k must be a positive integer"):
+        nearest_stmt(Store, Store.location, HERE, 2**63)
+    assert "LIMIT" in sql(nearest_stmt(Store, Store.location, HERE, 2**63 - 1))
+    with pytest.raises(GeoError, match="must be finite"):
+        within_distance(Store.location, HERE, 2**1100)
+    with pytest.raises(GeoCoordinateError, match="must be finite"):
+        point(2**1100, 0)
+    with pytest.raises(GeoSRIDError, match="positive integer"):
+        point(0, 0, srid=2**63)
+    for where in ("id = 1", ["id = 1"], Store.id):
+        with pytest.raises(GeoError, match="not a SQLAlchemy boolean expression"):
+            nearest_stmt(Store, Store.location, HERE, 3, where=where)  # type: ignore[arg-type]
+    with pytest.raises(GeoError, match="True or False"):
+        nearest_stmt(Store, Store.location, HERE, 3, spheroid="no")  # type: ignore[arg-type]
+    with pytest.raises(GeoError, match="stmt must be a select"):
+        within_distance(Store.location, HERE, 3, stmt="SELECT 1")  # type: ignore[arg-type]

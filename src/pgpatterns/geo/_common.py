@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import shapely  # type: ignore[import-untyped]  # no stubs (types-shapely)
 from geoalchemy2 import Geography, Geometry
 from geoalchemy2.elements import _SpatialElement
-from sqlalchemy import Select, cast, select, type_coerce
+from sqlalchemy import Boolean, Select, cast, select, type_coerce
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
+from sqlalchemy.sql.sqltypes import NullType
 
 from pgpatterns.errors import GeoError, GeoSRIDError
 from pgpatterns.geo.inputs import LONLAT_SRIDS
@@ -122,10 +124,40 @@ def _overlaps(expr: ColumnElement[Any], target: ColumnElement[Any]) -> ColumnEle
 def _finite(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise GeoError(f"{name} must be a number, got {type(value).__name__} {value!r:.40}.")
-    number = float(value)
+    number = math.inf
+    with contextlib.suppress(OverflowError):  # an int beyond float's range
+        number = float(value)
     if not math.isfinite(number):
-        raise GeoError(f"{name} must be finite, got {value!r}.")
+        raise GeoError(f"{name} must be finite, got {value!r:.40}.")
     return number
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise GeoError(f"{name} must be True or False, got {value!r:.40}.")
+    return value
+
+
+def _filters(where: object) -> list[ColumnElement[bool]]:
+    """``where`` (None, a boolean expression or a list of them) as a list, checked."""
+    if where is None:
+        return []
+    items = [where] if isinstance(where, (ColumnElement, QueryableAttribute)) else where
+    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+        items = [items]
+    checked: list[ColumnElement[bool]] = []
+    for item in items:
+        expr = item.__clause_element__() if isinstance(item, QueryableAttribute) else item
+        if not isinstance(expr, ColumnElement) or not isinstance(
+            expr.type, (Boolean, NullType)
+        ):
+            raise GeoError(
+                f"where={item!r:.80} is not a SQLAlchemy boolean expression: pass conditions "
+                "such as Store.kind == 'cafe' (or a list of them). SQL strings are refused: "
+                "values are bound as parameters, never formatted into SQL."
+            )
+        checked.append(expr)
+    return checked
 
 
 def _metric(spatial: _Spatial, helper: str) -> None:
@@ -143,6 +175,8 @@ def _select(
     spatial: _Spatial, stmt: Select[Any] | None, *where: ColumnElement[bool]
 ) -> Select[Any]:
     if stmt is not None:
+        if not isinstance(stmt, Select):
+            raise GeoError(f"stmt must be a select(...) to add the predicate to, got {stmt!r:.80}.")
         return stmt.where(*where)
     if spatial.entity is None:
         raise GeoError(

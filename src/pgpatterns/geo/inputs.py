@@ -25,8 +25,10 @@ need finite numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,18 +37,20 @@ from geoalchemy2.elements import WKTElement
 
 from pgpatterns.errors import GeoCoordinateError, GeoError, GeoSRIDError
 
-__all__ = ["LONLAT_SRIDS", "from_geojson", "from_shapely", "point"]
+__all__ = ["LONLAT_SRIDS", "MAX_SRID", "from_geojson", "from_shapely", "point"]
 
 #: SRIDs whose coordinates are (longitude, latitude) in degrees: WGS 84, ETRS89, NAD83,
 #: GDA94, NZGD2000, CGCS2000, SIRGAS 2000, ... Range checks apply to these only.
 LONLAT_SRIDS = frozenset({4326, 4258, 4269, 4283, 4167, 4490, 4617, 4674, 4612, 4019})
+MAX_SRID = 999_999  # PostGIS's SRID_MAXIMUM
 
 
 def check_srid(srid: object) -> int:
     """``srid`` as a positive int, or :class:`GeoSRIDError`."""
-    if isinstance(srid, bool) or not isinstance(srid, int) or srid <= 0:
+    if isinstance(srid, bool) or not isinstance(srid, int) or not 0 < srid <= MAX_SRID:
         raise GeoSRIDError(
-            f"srid must be a positive integer such as 4326 (WGS 84 lon/lat), got {srid!r}: "
+            f"srid must be a positive integer (1 to {MAX_SRID}) such as 4326 (WGS 84 "
+            f"lon/lat), got {srid!r:.40}: "
             "PostGIS compares geometries only within one spatial reference system."
         )
     return srid
@@ -55,9 +59,11 @@ def check_srid(srid: object) -> int:
 def _number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise GeoCoordinateError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
-    number = float(value)
+    number = math.inf
+    with contextlib.suppress(OverflowError):  # an int beyond float's range
+        number = float(value)
     if not math.isfinite(number):
-        raise GeoCoordinateError(f"{name} must be finite, got {value!r}.")
+        raise GeoCoordinateError(f"{name} must be finite, got {value!r:.40}.")
     return number
 
 
@@ -169,32 +175,87 @@ def from_shapely(
     return WKTElement(f"SRID={srid};{text}", srid=srid, extended=True)
 
 
+_CRS84 = frozenset({"urn:ogc:def:crs:ogc:1.3:crs84", "urn:ogc:def:crs:ogc::crs84", "ogc:crs84",
+                    "crs84", "http://www.opengis.net/def/crs/ogc/1.3/crs84"})
+_EPSG_NAME = re.compile(
+    r"(?:urn:ogc:def:crs:epsg:[0-9.]*:|epsg:{1,2}|http://www\.opengis\.net/def/crs/epsg/[0-9.]+/)"
+    r"([0-9]{1,6})",
+    re.IGNORECASE,
+)
+
+
+def _crs_srid(crs: object) -> int:
+    """The SRID a GeoJSON 2008 ``crs`` member names (``EPSG:3857``, an OGC URN, CRS84)."""
+    if isinstance(crs, Mapping) and isinstance(crs.get("properties"), Mapping):
+        kind, props = crs.get("type"), crs["properties"]
+        name, code = props.get("name"), props.get("code")
+        if kind == "name" and isinstance(name, str):
+            if name.strip().lower() in _CRS84:
+                return 4326  # WGS 84 in (lon, lat) order, PostGIS's reading of 4326
+            match = _EPSG_NAME.fullmatch(name.strip())
+            if match:
+                return check_srid(int(match.group(1)))
+        elif kind == "EPSG" and isinstance(code, int) and not isinstance(code, bool):
+            return check_srid(code)
+    raise GeoSRIDError(
+        f"the GeoJSON crs member {crs!r:.120} names no EPSG code pgpatterns can read "
+        "(accepted: {'type': 'name', 'properties': {'name': 'EPSG:3857'}}, OGC URNs such as "
+        "'urn:ogc:def:crs:EPSG::3857', CRS84). Drop it and pass srid=, or reproject to "
+        "WGS 84 (RFC 7946 GeoJSON has no crs member)."
+    )
+
+
+def _declared_srid(*objects: Any) -> int | None:
+    """The SRID named by the ``crs`` members of ``objects`` (None: no crs anywhere)."""
+    found = {_crs_srid(o["crs"]) for o in objects
+             if isinstance(o, Mapping) and o.get("crs") is not None}
+    if len(found) > 1:
+        raise GeoSRIDError(
+            f"the GeoJSON declares different crs members (SRIDs {sorted(found)}): a Feature "
+            "and its geometry must agree. Remove the wrong one."
+        )
+    return found.pop() if found else None
+
+
 def from_geojson(
-    geojson: Mapping[str, Any] | str, *, srid: int = 4326, require_valid: bool = True
+    geojson: Mapping[str, Any] | str, *, srid: int | None = None, require_valid: bool = True
 ) -> WKTElement:
     """A query geometry from a GeoJSON geometry or Feature (dict or JSON text).
 
     Examples:
         >>> from_geojson('{"type": "Point", "coordinates": [2.35, 48.85]}').srid
         4326
+        >>> mercator = {"type": "Point", "coordinates": [261845.7, 6250564.3],
+        ...             "crs": {"type": "name", "properties": {"name": "EPSG:3857"}}}
+        >>> from_geojson(mercator).srid
+        3857
 
-    GeoJSON (RFC 7946) coordinates are (longitude, latitude) on WGS 84; ``srid`` exists for
-    legacy files in another reference system. A Feature's ``geometry`` is used.
+    GeoJSON (RFC 7946) coordinates are (longitude, latitude) on WGS 84 (SRID 4326). Legacy
+    (2008) GeoJSON may name another reference system in a ``crs`` member: its SRID is
+    honoured, not overridden: the shape gets that SRID (coordinates are not transformed), so
+    querying a 4326 column with it raises :class:`~pgpatterns.errors.GeoSRIDError` instead
+    of comparing meters with degrees. Reproject such input first (``ST_Transform`` or
+    pyproj), or store it in a column of that SRID. ``srid`` states the reference system of a
+    file without a ``crs`` member; it must agree with ``crs`` when both are given. A
+    Feature's ``geometry`` is used.
 
     Raises:
         GeoError: not a GeoJSON geometry or Feature (a FeatureCollection: pass one feature).
+        GeoSRIDError: a ``crs`` member that names no EPSG code, crs members that disagree,
+            or a ``srid`` that differs from the ``crs``.
         GeoCoordinateError: see :func:`from_shapely`.
     """
     data: Any = geojson
     if isinstance(geojson, str):
         try:
             data = json.loads(geojson)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise GeoError(f"the GeoJSON text is not valid JSON: {exc}.") from exc
     if not isinstance(data, Mapping) or "type" not in data:
         raise GeoError(
             f"expected a GeoJSON geometry or Feature (a mapping with a 'type'), got {data!r:.80}."
         )
+    outer = data
     if data["type"] == "Feature":
         data = data.get("geometry")
         if not isinstance(data, Mapping):
@@ -204,8 +265,17 @@ def from_geojson(
             "a GeoJSON FeatureCollection holds many geometries: pass one feature, or "
             "from_shapely(shapely.union_all([...])) for their union."
         )
+    declared = _declared_srid(outer, data)
+    if srid is None:
+        srid = 4326 if declared is None else declared
+    elif declared is not None and check_srid(srid) != declared:
+        raise GeoSRIDError(
+            f"srid={srid} but the GeoJSON's crs member says SRID {declared}: the coordinates "
+            f"are in {declared}. Drop srid= (the crs is used), or reproject the input to "
+            f"{srid} first."
+        )
     try:
         shape = shapely.from_geojson(json.dumps(data))
-    except (ValueError, TypeError, shapely.errors.ShapelyError) as exc:
-        raise GeoError(f"the GeoJSON geometry could not be read: {exc!r}.") from exc
+    except (ValueError, TypeError, RecursionError, shapely.errors.ShapelyError) as exc:
+        raise GeoError(f"the GeoJSON geometry could not be read: {exc!r:.200}.") from exc
     return from_shapely(shape, srid=srid, require_valid=require_valid)

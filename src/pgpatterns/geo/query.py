@@ -42,7 +42,9 @@ from pgpatterns.errors import GeoCoordinateError, GeoError
 from pgpatterns.geo._common import (
     _GEOGRAPHY,
     _GEOMETRY,
+    _filters,
     _finite,
+    _flag,
     _metric,
     _operand,
     _overlaps,
@@ -65,6 +67,7 @@ __all__ = [
 # the geography <-> operator and the index use) by -0.56% .. +0.45%: candidates for the k
 # nearest by spheroid lie within 1.0102x the k-th sphere distance; 1.02 leaves a margin.
 _SPHEROID_MARGIN = 1.02
+_BIGINT_MAX = 2**63 - 1
 
 
 def within_distance(
@@ -94,6 +97,7 @@ def within_distance(
         GeoSRIDError: ``point`` has another SRID than ``col``, or none.
     """
     spatial = _spatial(col)
+    _flag(spheroid, "spheroid")
     radius = _finite(meters, "the distance")
     if radius < 0:
         raise GeoError(
@@ -109,8 +113,11 @@ def within_distance(
 
 
 def _check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise GeoError(f"k must be a positive integer (how many nearest rows), got {k!r}.")
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= _BIGINT_MAX:
+        raise GeoError(
+            f"k must be a positive integer up to {_BIGINT_MAX} (how many nearest rows; "
+            f"LIMIT is a bigint), got {k!r:.80}."
+        )
     return k
 
 
@@ -156,14 +163,10 @@ def nearest_stmt(
     """
     spatial = _spatial(col)
     limit = _check_k(k)
+    _flag(spheroid, "spheroid")
     _metric(spatial, "nearest")
     target = _operand(point, spatial, "point")
-    if where is None:
-        filters: list[ColumnElement[bool]] = []
-    elif isinstance(where, ColumnElement):
-        filters = [where]
-    else:
-        filters = list(where)
+    filters = _filters(where)
     knn = spatial.expr.distance_centroid(target)  # GeoAlchemy2's <->
     if not (spatial.geography and spheroid):
         # Geometry <-> is the exact distance, geography <-> the sphere distance: one walk.
