@@ -233,8 +233,12 @@ def partition_by(
     Warning:
         Declare it before ``create_all``: an existing table cannot be turned into a
         partitioned one (create a new table and move the rows). Indexes and row triggers
-        declared on the parent reach every partition (PostgreSQL 13+); row-level security
-        does not (see :func:`ensure_partitions`, :func:`pgpatterns.rls.for_partitions`).
+        declared on the parent reach every partition (PostgreSQL 13+). Row-level security
+        does not in PostgreSQL (a partition read by name applies its own policies), so the
+        parent's RLS, FORCE and policies declared through :mod:`pgpatterns.rls` (e.g. by
+        ``TenantScoped``) are copied to each declared partition with
+        :func:`pgpatterns.rls.for_partitions`, including policies declared after this call
+        (they are copied again before ``create_all``).
     """
     table = _table_of(target)
     owner = table.name
@@ -272,7 +276,10 @@ def partition_by(
     table.dialect_kwargs["postgresql_partition_by"] = clause
     table.info[SCHEME_INFO] = scheme
     if scheme.partitions:
+        from pgpatterns.partitioning.security import attach_parent_rls
+
         attach(table.metadata, *scheme.partitions)
+        attach_parent_rls(table.metadata)  # and again before create_all: RLS declared later
     return scheme
 
 

@@ -208,11 +208,11 @@ def _name(scheme: PartitionScheme, step: Step, low: Any, taken: set[str]) -> str
 
 
 def _rls_for(scheme: PartitionScheme, parent: Parent, part: Partition) -> list[SchemaObject]:
-    from pgpatterns.rls import for_partitions, rls_objects
+    from pgpatterns.partitioning.security import parent_rls_for
+    from pgpatterns.rls import rls_objects
 
-    declared = rls_objects(scheme.table)
-    if declared:
-        return for_partitions(declared, [part])
+    if rls_objects(scheme.table):
+        return parent_rls_for(part)  # the same copies partition_by() declares
     if parent.rls:  # enabled in the database only: deny direct reads of the partition
         return [RowLevelSecurity(part.table, force=parent.force_rls)]
     return []

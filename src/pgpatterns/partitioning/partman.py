@@ -9,7 +9,12 @@ Warning:
     in the database. Its background worker (``pg_partman_bgw`` in
     ``shared_preload_libraries``) or a cron job must call ``run_maintenance`` regularly;
     :func:`run_pg_partman_maintenance` does it once. pg_partman creates and names its own
-    partitions (``<table>_p<start>``) and a default partition.
+    partitions (``<table>_p<start>``) and a default partition. pg_partman does not copy
+    row-level security or policies to the partitions it makes: :func:`use_pg_partman` and
+    :func:`run_pg_partman_maintenance` give every partition the parent's (declared through
+    :mod:`pgpatterns.rls`), but partitions its background worker creates lack them until
+    the next :func:`run_pg_partman_maintenance` (``check_rls`` reports them): with
+    tenant-scoped tables, run maintenance through :func:`run_pg_partman_maintenance`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pgpatterns.errors import PartmanError
 from pgpatterns.partitioning.catalog import conn_of, read_parent
 from pgpatterns.partitioning.declare import partition_scheme
 from pgpatterns.partitioning.periods import Step
+from pgpatterns.partitioning.security import secure_partitions
 
 __all__ = [
     "PartmanConfig",
@@ -133,6 +139,7 @@ def use_pg_partman(
         ),
         {"retention": retention_text, "keep": retention_keep_table, "parent": qualified},
     )
+    secure_partitions(conn, scheme, parent)  # pg_partman does not copy RLS or policies
     return PartmanConfig(
         qualified, step.text, premake, retention_text, retention_keep_table, version
     )
@@ -153,6 +160,7 @@ def run_pg_partman_maintenance(session: Session | Connection, target: Any) -> No
         text(f"SELECT {fn}.run_maintenance(p_parent_table => :parent)"),
         {"parent": f"{parent.schema}.{scheme.table.name}"},
     )
+    secure_partitions(conn, scheme, parent)
 
 
 async def use_pg_partman_async(session: AsyncSession, target: Any, **kw: Any) -> PartmanConfig:
