@@ -6,7 +6,9 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import BigInteger, ForeignKey, MetaData, Table, Uuid, insert, select, text
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import BigInteger, ForeignKey, MetaData, Table, Uuid, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -211,3 +213,62 @@ def test_tenant_scoped_models_have_no_composition_findings(tenant_db: Any) -> No
         assert check_rls(conn) == []
     with schema.app_engine.connect() as conn:
         assert check_rls(conn) == []
+
+
+_HOSTILE = st.text(alphabet="ab%s'\" .;-üé", min_size=1, max_size=20).filter(
+    lambda s: s.strip() == s and bool(s)
+)
+
+
+@settings(max_examples=8)
+@given(name=_HOSTILE, pad=st.integers(min_value=0, max_value=40))
+def test_tenant_keys_with_hostile_names(pg_database: Database, name: str, pad: int) -> None:
+    parent = (name + "x" * pad).encode()[:58].decode("utf-8", "ignore")  # child: +2 bytes
+    child = f"{parent}_c"
+    role = pg_database.app_role
+
+    class Base(DeclarativeBase):
+        metadata = MetaData()
+
+    class Parent(TenantScoped, Base):
+        __tablename__ = parent
+        __tenant_roles__ = (role,)
+        id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+    class Child(TenantScoped, Base):
+        __tablename__ = child
+        __tenant_roles__ = (role,)
+        id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+        parent_id: Mapped[int] = mapped_column(ForeignKey(Parent.id))
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    schema = pg_database.create_schema()
+    options = pg_database.search_path_args(schema)
+    owner = create_engine(pg_database.url, poolclass=NullPool, connect_args=options)
+    app = create_engine(pg_database.app_url, poolclass=NullPool, connect_args=options)
+    try:
+        with owner.begin() as conn:
+            Base.metadata.create_all(conn)
+            conn.execute(insert(Parent.__table__), [{"tenant_id": 1, "id": 1},
+                                                    {"tenant_id": 2, "id": 2}])
+            assert diff(conn, Base.metadata) == []
+        with app.connect() as conn, conn.begin():
+            tenant_context(conn, 1)
+            conn.execute(insert(Child.__table__).values(id=1, parent_id=1))
+            with pytest.raises(IntegrityError), conn.begin_nested():
+                conn.execute(insert(Child.__table__).values(id=2, parent_id=2))
+            assert conn.scalar(select(func.count()).select_from(Parent.__table__)) == 1
+    finally:
+        owner.dispose()
+        app.dispose()
+        pg_database.drop_schema(schema)
+
+
+def test_table_names_over_63_bytes_are_refused() -> None:
+    from pgpatterns.rls import secure_table, tenant_column
+
+    t = Table("t" * 64, MetaData(), tenant_column())
+    with pytest.raises(DDLNameLengthError):
+        secure_table(t, roles=["app"])

@@ -66,7 +66,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import BigInteger, TypeEngine
 
 from pgpatterns.ddl import CompositeForeignKey, SchemaObject, attach
-from pgpatterns.ddl.base import short_name
+from pgpatterns.ddl.base import check_name_length, short_name
 from pgpatterns.errors import RLSPolicyError, TenantIsolationError
 from pgpatterns.rls.expressions import (
     TENANT_SETTING,
@@ -191,6 +191,8 @@ def secure_table(
     existing = tenant_of(table)
     if existing is not None:
         return []
+    check_name_length(f"{where}: table name", table.name)
+    check_name_length(f"{where}: tenant column name", column)
     setting = check_setting_name(setting)
     info = TenantInfo(table.c[column], roles, setting, table.c[column].type)
     _register_type(table.metadata, setting, info.type_, where)
