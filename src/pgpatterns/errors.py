@@ -39,6 +39,7 @@ __all__ = [
     "MissingExtensionError",
     "OverlapError",
     "PartitionBoundsError",
+    "PartitionConcurrentUpdateError",
     "PartitionError",
     "PartitionKeyError",
     "PartitionRetentionError",
@@ -364,3 +365,9 @@ class VectorArgumentError(VectorQueryError, ArgumentError):
     """A vector search argument of the wrong type or out of range (``k=2**63``, a raw SQL
     string as ``where``, a negative ``max_distance``); catchable as :class:`VectorQueryError`
     or :class:`ArgumentError`. Raised before any SQL is sent."""
+
+
+class PartitionConcurrentUpdateError(PartitionError, ConcurrentUpdateError):
+    """Partition maintenance lost a race it cannot resolve from its snapshot (REPEATABLE
+    READ or SERIALIZABLE: a concurrent run created an overlapping partition under another
+    name); retry the transaction. The original database error is ``__cause__``."""
