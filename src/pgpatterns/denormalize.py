@@ -6,8 +6,8 @@ Examples:
     >>> author_name = denormalized(Post.author_name, User.name)  # doctest: +SKIP
     >>> post_count = counter_cache(User.post_count, Post)  # doctest: +SKIP
     >>> attach(Base.metadata, *author_name, *post_count)  # doctest: +SKIP
-    >>> session.scalar(author_name.drift())  # rows that disagree  # doctest: +SKIP
-    0
+    >>> drift_count(session, author_name, post_count)  # rows that disagree  # doctest: +SKIP
+    [0, 0]
 
 :func:`denormalized` keeps ``posts.author_name`` equal to ``users.name`` through the foreign
 key ``posts.author_id``: a BEFORE trigger on the child copies the value on INSERT and when
@@ -15,6 +15,18 @@ the foreign key (or the copy itself) is updated, and an AFTER trigger on the par
 changed value to its children. :func:`counter_cache` keeps ``users.post_count`` equal to the
 number of posts with AFTER INSERT/DELETE/UPDATE/TRUNCATE triggers on the child. Both hold for
 raw SQL, bulk updates, COPY and foreign-key cascades, since they live in the database.
+
+Row-level security. The trigger functions are ``SECURITY DEFINER`` with a pinned
+``search_path`` (``pg_catalog, pg_temp``; for tables declared without a schema the body adds
+the schema of the table that fired the trigger, after ``pg_catalog``), so they read and write
+with their owner's rights: when tenant 1 renames a shared user, the copies in tenant 2's rows
+follow, and a counter counts children its writer cannot see or update. They return
+``trigger`` (nothing the application can call for rows) and ``EXECUTE`` on them is revoked
+from ``PUBLIC``. Their owner (who runs ``create_all``) must see every row: a superuser, a
+role with ``BYPASSRLS``, or the tables' owner when their RLS is not forced. A copy reads the
+parent its row references whatever the writer may see: make cross-tenant references
+impossible (``pgpatterns.rls.tenant_foreign_key``). :func:`drift_count` refuses to count
+under row-level security (it would miss the rows the role cannot see): run it as the owner.
 
 Warning:
     Write cost, measured in ``benchmarks/bench_denormalize.py``:
@@ -45,20 +57,77 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Select, Table, Update, func, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKey,
+    Select,
+    Table,
+    Update,
+    case,
+    func,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
-from pgpatterns._tables import (
-    check_identifier,
-    pg_dialect,
-    resolve_column,
-    resolve_table,
-    type_name,
-)
+from pgpatterns._tables import resolve_column, resolve_table, type_name
 from pgpatterns.ddl import Function, SchemaObject, Trigger, new, old
+from pgpatterns.ddl.base import body_ident, body_table, regname, short_name
 from pgpatterns.errors import DenormalizeError
 
-__all__ = ["Maintained", "counter_cache", "denormalized"]
+__all__ = ["Maintained", "counter_cache", "denormalized", "drift_count", "drift_count_async"]
+
+# Trigger functions run as their owner with this path; when the tables have no schema, the
+# body puts the schema of the table that fired the trigger after pg_catalog (see _prologue).
+_SEARCH_PATH = ("pg_catalog", "pg_temp")
+
+
+@dataclass(eq=False)
+class TriggerFunction(Function):
+    """A SECURITY DEFINER trigger function that ``PUBLIC`` may not attach to other tables.
+
+    Trigger functions cannot be called directly; ``REVOKE EXECUTE ... FROM PUBLIC`` also
+    keeps other roles from attaching this one (which runs with its owner's rights) to a
+    table of their own. A trigger fires whatever the writer's ``EXECUTE`` privilege.
+    """
+
+    def statement_count(self, action: str) -> int:
+        return 2 if action == "create" else 1
+
+    def render_create(self, compiler: DDLCompiler) -> list[str]:
+        revoke = f"REVOKE ALL ON FUNCTION {self.signature(compiler, names=False)} FROM PUBLIC"
+        return [*super().render_create(compiler), revoke]
+
+
+def _trigger_function(name: str, body: str, schema: str | None) -> TriggerFunction:
+    return TriggerFunction(
+        name, returns="trigger", language="plpgsql", body=body, schema=schema,
+        security_definer=True, search_path=_SEARCH_PATH,
+    )
+
+
+def _prologue(owner: str, *tables: Table) -> str:
+    """Body lines that make unqualified table names resolve in the firing table's schema."""
+    schemas = {t.schema for t in tables}
+    if schemas == {None}:
+        return (
+            "  PERFORM pg_catalog.set_config('search_path', 'pg_catalog, '"
+            " || pg_catalog.quote_ident(TG_TABLE_SCHEMA) || ', pg_temp', true);\n"
+        )
+    if None in schemas:
+        names = ", ".join(f"{t.name} ({t.schema or 'no schema'})" for t in tables)
+        raise DenormalizeError(
+            f"{owner}: tables {names}: declare every table with a schema, or none (they then "
+            "live in one schema). The triggers run as their owner with a pinned search_path, "
+            "so a table without a schema is looked up in the schema of the table that fired "
+            "the trigger."
+        )
+    return ""
 
 
 @dataclass(frozen=True)
@@ -77,12 +146,69 @@ class Maintained:
         return iter(self.objects)
 
     def drift(self) -> Select[Any]:
-        """``SELECT count(*)`` of rows whose copy/counter disagrees with the source (0 = ok)."""
+        """``SELECT count(*)`` of rows whose copy/counter disagrees with the source (0 = ok).
+
+        NULL when row-level security applies to the role running it on one of the tables
+        (the count would miss the rows it cannot see); :func:`drift_count` raises then.
+        """
         return self._drift
 
     def backfill(self) -> Update:
-        """An UPDATE that recomputes every stored copy/counter (run once on existing data)."""
+        """An UPDATE that recomputes every stored copy/counter (run once on existing data).
+
+        Run it as the tables' owner: under row-level security it fixes only the rows the
+        role running it can see.
+        """
         return self._backfill
+
+
+def _drift_select(joined: Any, mismatch: ColumnElement[bool], *tables: Table) -> Select[Any]:
+    """``count(*)`` of mismatching rows, or NULL when row-level security filters any table
+    for the role running it (a count of the rows it can see would be a wrong answer)."""
+    filtered = or_(*(func.row_security_active(regname(t.name, t.schema)) for t in tables))
+    return select(case((filtered, null()), else_=func.count())).select_from(joined).where(
+        mismatch
+    )
+
+
+def _drift_result(maintained: Maintained, value: Any) -> int:
+    if value is None:
+        raise DenormalizeError(
+            f"drift of {maintained.objects[0].name}: row-level security applies to the role "
+            "running it on one of the tables, so it would count only the rows that role can "
+            "see (0 when the copies it cannot see are stale). Run it as the tables' owner "
+            "(a superuser, a role with BYPASSRLS, or the owner when RLS is not forced)."
+        )
+    return int(value)
+
+
+def drift_count(session: Session | Connection, *maintained: Maintained) -> list[int]:
+    """Run each ``maintained.drift()``: rows whose copy/counter disagrees (0 = consistent).
+
+    Examples:
+        >>> drift_count(session, author_name, post_count)  # doctest: +SKIP
+        [0, 0]
+
+    Raises:
+        DenormalizeError: row-level security applies to the session's role on a table
+            involved; the count would miss the rows it cannot see. Run it as the owner.
+    """
+    _check_maintained(maintained)
+    return [_drift_result(m, session.execute(m.drift()).scalar()) for m in maintained]
+
+
+async def drift_count_async(session: AsyncSession, *maintained: Maintained) -> list[int]:
+    """:func:`drift_count` for an ``AsyncSession`` (same statements, same checks)."""
+    _check_maintained(maintained)
+    return [_drift_result(m, (await session.execute(m.drift())).scalar()) for m in maintained]
+
+
+def _check_maintained(maintained: tuple[Any, ...]) -> None:
+    if not maintained or not all(isinstance(m, Maintained) for m in maintained):
+        raise DenormalizeError(
+            f"drift_count(): pass what denormalized()/counter_cache() returned, got "
+            f"{maintained!r}."
+        )
 
 
 def _column(target: Any, owner: str, what: str) -> Column[Any]:
@@ -126,16 +252,15 @@ def _foreign_key(
     return fk.parent, fk.column
 
 
-def _quote(name: str) -> str:
-    return str(pg_dialect().identifier_preparer.quote(name))
-
-
-def _table_sql(table: Table) -> str:
-    return str(pg_dialect().identifier_preparer.format_table(table))
-
-
-def _name(text: str, owner: str) -> str:
-    return check_identifier(text, DenormalizeError, owner)
+def _name(prefix: str | None, default: tuple[str, ...], suffix: str, owner: str) -> str:
+    if prefix is None:
+        return short_name(*default, suffix=suffix)
+    if not isinstance(prefix, str) or not prefix or "\x00" in prefix:
+        raise DenormalizeError(
+            f"{owner}: name={prefix!r} must be a non-empty string (the prefix of the trigger "
+            "and function names); pass e.g. name='posts_author'."
+        )
+    return short_name(prefix, suffix=suffix)
 
 
 def denormalized(
@@ -168,8 +293,8 @@ def denormalized(
 
     Raises:
         DenormalizeError: the columns are not table columns, their types differ, the child
-            has no (or several) single-column foreign keys to the parent, or the target is
-            the foreign key itself.
+            has no (or several) single-column foreign keys to the parent, the target is
+            the foreign key itself, or one table has a schema and the other has none.
     """
     owner = "denormalized"
     target = _column(target_column, owner, "target_column")
@@ -193,9 +318,9 @@ def denormalized(
             f"{owner}: lock={lock!r} is not supported; pass 'share' (default) or 'update' "
             "(when a counter cache also updates the parent on child inserts)."
         )
-    prefix = name or f"{child.name}_{target.name}"
-    q_fk, q_target, q_key, q_src = (_quote(c.name) for c in (fk_col, target, key, source))
-    # identifiers quoted by the dialect's preparer; no values are pasted into the bodies
+    start = _prologue(owner, child, parent)
+    q_fk, q_target, q_key, q_src = (body_ident(c.name) for c in (fk_col, target, key, source))
+    # identifiers through the one body quoting path; no values are pasted into the bodies
     copy_body = f"""
 BEGIN
   IF TG_OP = 'UPDATE' AND NEW.{q_fk} IS NOT DISTINCT FROM OLD.{q_fk}
@@ -205,37 +330,34 @@ BEGIN
   IF NEW.{q_fk} IS NULL THEN
     NEW.{q_target} := NULL;
   ELSE
-    -- the lock waits for a concurrent change of the source, then copies its new value
-    SELECT p.{q_src} INTO NEW.{q_target} FROM {_table_sql(parent)} p
+{start}    -- the lock waits for a concurrent change of the source, then copies its new value
+    SELECT p.{q_src} INTO NEW.{q_target} FROM {body_table(parent)} p
      WHERE p.{q_key} = NEW.{q_fk} {locks[lock]};
   END IF;
   RETURN NEW;
 END"""  # noqa: S608
     push_body = f"""
 BEGIN
-  UPDATE {_table_sql(child)} c SET {q_target} = NEW.{q_src}
+{start}  UPDATE {body_table(child)} c SET {q_target} = NEW.{q_src}
    WHERE c.{q_fk} = NEW.{q_key} AND c.{q_target} IS DISTINCT FROM NEW.{q_src};
   RETURN NULL;
 END"""  # noqa: S608
-    copy_fn = Function(
-        _name(f"{prefix}_copy", owner), returns="trigger", language="plpgsql", body=copy_body,
-        schema=child.schema,
-    )
+    default = (child.name, target.name)
+    copy_name = _name(name, default, "_copy", owner)
+    push_name = _name(name, default, "_push", owner)
+    copy_fn = _trigger_function(copy_name, copy_body, child.schema)
     copy_trg = Trigger(
-        _name(f"{prefix}_copy", owner), child, copy_fn, timing="before",
+        copy_name, child, copy_fn, timing="before",
         events=["insert", "update"], update_of=[fk_col.name, target.name],
     )
-    push_fn = Function(
-        _name(f"{prefix}_push", owner), returns="trigger", language="plpgsql", body=push_body,
-        schema=child.schema,
-    )
+    push_fn = _trigger_function(push_name, push_body, child.schema)
     push_trg = Trigger(
-        _name(f"{prefix}_push", owner), parent, push_fn, timing="after", events=["update"],
+        push_name, parent, push_fn, timing="after", events=["update"],
         update_of=[source.name],
         when=new(source.name).is_distinct_from(old(source.name)),
     )
     joined = child.outerjoin(parent, fk_col == key)
-    drift = select(func.count()).select_from(joined).where(target.is_distinct_from(source))
+    drift = _drift_select(joined, target.is_distinct_from(source), child, parent)
     fresh = select(source).where(key == fk_col).scalar_subquery()
     backfill = child.update().values({target.name: fresh}).where(target.is_distinct_from(fresh))
     return Maintained((copy_fn, copy_trg, push_fn, push_trg), drift, backfill)
@@ -254,7 +376,8 @@ def counter_cache(
     (new parents start at zero). Inserts, deletes, moves between parents (an UPDATE of the
     foreign key), foreign-key cascades and ``TRUNCATE`` of the child are all counted.
     Concurrent inserts are safe: ``count = count + 1`` runs under the parent's row lock, so
-    no increment is lost (see the module warning for the contention this implies).
+    no increment is lost (see the module warning for the contention this implies). A move
+    updates the two parents in key order, so opposite moves do not deadlock each other.
 
     Raises:
         DenormalizeError: the counter is not an integer NOT NULL column with a server
@@ -277,51 +400,51 @@ def counter_cache(
             "mapped_column(Integer, nullable=False, server_default='0')."
         )
     fk_col, key = _foreign_key(child, parent, via, owner)
-    prefix = name or f"{parent.name}_{counter.name}"
-    q_fk, q_key, q_cnt = (_quote(c.name) for c in (fk_col, key, counter))
-    parent_sql = _table_sql(parent)
+    start = _prologue(owner, child, parent)
+    q_fk, q_key, q_cnt = (body_ident(c.name) for c in (fk_col, key, counter))
+    parent_sql = body_table(parent)
     body = f"""
 BEGIN
   IF TG_OP = 'UPDATE' THEN
     IF NEW.{q_fk} IS NOT DISTINCT FROM OLD.{q_fk} THEN RETURN NULL; END IF;
   END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
-    IF NEW.{q_fk} IS NOT NULL THEN
-      UPDATE {parent_sql} SET {q_cnt} = {q_cnt} + 1 WHERE {q_key} = NEW.{q_fk};
-    END IF;
+{start}  IF TG_OP = 'UPDATE' AND NEW.{q_fk} IS NOT NULL AND OLD.{q_fk} IS NOT NULL
+     AND OLD.{q_fk} < NEW.{q_fk} THEN
+    -- a move: lock the two parents in key order, so two opposite moves cannot deadlock
+    UPDATE {parent_sql} SET {q_cnt} = {q_cnt} - 1 WHERE {q_key} = OLD.{q_fk};
+    UPDATE {parent_sql} SET {q_cnt} = {q_cnt} + 1 WHERE {q_key} = NEW.{q_fk};
+    RETURN NULL;
   END IF;
-  IF TG_OP IN ('DELETE', 'UPDATE') THEN
-    IF OLD.{q_fk} IS NOT NULL THEN
-      UPDATE {parent_sql} SET {q_cnt} = {q_cnt} - 1 WHERE {q_key} = OLD.{q_fk};
-    END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.{q_fk} IS NOT NULL THEN
+    UPDATE {parent_sql} SET {q_cnt} = {q_cnt} + 1 WHERE {q_key} = NEW.{q_fk};
+  END IF;
+  IF TG_OP IN ('DELETE', 'UPDATE') AND OLD.{q_fk} IS NOT NULL THEN
+    UPDATE {parent_sql} SET {q_cnt} = {q_cnt} - 1 WHERE {q_key} = OLD.{q_fk};
   END IF;
   RETURN NULL;
 END"""  # noqa: S608
     reset_body = f"""
 BEGIN
-  UPDATE {parent_sql} SET {q_cnt} = 0 WHERE {q_cnt} <> 0;
+{start}  UPDATE {parent_sql} SET {q_cnt} = 0 WHERE {q_cnt} <> 0;
   RETURN NULL;
 END"""  # noqa: S608
-    fn = Function(
-        _name(f"{prefix}_count", owner), returns="trigger", language="plpgsql", body=body,
-        schema=parent.schema,
-    )
+    default = (parent.name, counter.name)
+    count_name = _name(name, default, "_count", owner)
+    reset_name = _name(name, default, "_reset", owner)
+    fn = _trigger_function(count_name, body, parent.schema)
     trg = Trigger(
-        _name(f"{prefix}_count", owner), child, fn, timing="after",
+        count_name, child, fn, timing="after",
         events=["insert", "delete", "update"], update_of=[fk_col.name],
     )
-    reset_fn = Function(
-        _name(f"{prefix}_reset", owner), returns="trigger", language="plpgsql", body=reset_body,
-        schema=parent.schema,
-    )
+    reset_fn = _trigger_function(reset_name, reset_body, parent.schema)
     reset_trg = Trigger(
-        _name(f"{prefix}_reset", owner), child, reset_fn, timing="after", events=["truncate"],
+        reset_name, child, reset_fn, timing="after", events=["truncate"],
         for_each="statement",
     )
     actual = (
         select(func.count()).select_from(child).where(fk_col == key).scalar_subquery()
     )
     mismatch: ColumnElement[bool] = counter != actual
-    drift = select(func.count()).select_from(parent).where(mismatch)
+    drift = _drift_select(parent, mismatch, parent, child)
     backfill = parent.update().values({counter.name: actual}).where(mismatch)
     return Maintained((fn, trg, reset_fn, reset_trg), drift, backfill)

@@ -1,0 +1,84 @@
+"""Hostile identifiers in denormalized copies and counter caches (issue #17): ``%``, quotes,
+spaces, unicode and 63-byte names for tables and columns, with and without a schema."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
+
+from pgpatterns.ddl import attach
+from pgpatterns.denormalize import counter_cache, denormalized, drift_count
+from pgpatterns.testing.plugin import PgSchema
+
+FIXED = ["na%me", "%s", "%%", "%(x)s", 'q"uote', "a'b", "sp ace", "ünï cödé", "x" * 63,
+         "é" * 31 + "z", "Upper", "semi;colon", "$fn$"]
+_chars = st.sampled_from(string.printable[:95] + "éß€")
+IDENT = st.one_of(st.sampled_from(FIXED), st.text(alphabet=_chars, min_size=1, max_size=20))
+NAMES = st.lists(
+    IDENT.filter(lambda n: len(n.encode()) <= 63 and n.strip() == n and n != ""),
+    min_size=7, max_size=7, unique_by=str.lower,
+)
+
+
+def _build(names: list[str], schema: str | None) -> tuple[MetaData, Table, Table, list[object]]:
+    p_name, c_name, key, src, cnt, fk, copy = names
+    md = MetaData()
+    parent = Table(p_name, md, Column(key, Integer, primary_key=True), Column(src, Text),
+                   Column(cnt, Integer, nullable=False, server_default="0"), schema=schema)
+    child = Table(c_name, md, Column("id", Integer, primary_key=True),
+                  Column(fk, ForeignKey(parent.c[key], ondelete="SET NULL")),
+                  Column(copy, Text), schema=schema)
+    copied = denormalized(child.c[copy], parent.c[src])
+    counted = counter_cache(parent.c[cnt], child)
+    attach(md, *copied, *counted)
+    return md, parent, child, [copied, counted]
+
+
+def _exercise(conn: Connection, names: list[str], parent: Table, child: Table) -> None:
+    _, _, key, src, cnt, fk, copy = names
+    conn.execute(insert(parent), [{key: 1, src: "one%s"}, {key: 2, src: 'two"'}])
+    conn.execute(insert(child), [{"id": i, fk: 1 + i % 2} for i in range(5)])
+    conn.execute(update(parent).where(parent.c[key] == 1).values({src: "ONE"}))
+    conn.execute(update(child).where(child.c.id == 0).values({fk: 1}))  # a move
+    conn.execute(delete(child).where(child.c.id == 4))
+    copies = dict(conn.execute(select(child.c.id, child.c[copy])).all())
+    counts = dict(conn.execute(select(parent.c[key], parent.c[cnt])).all())
+    assert copies == {0: "ONE", 1: 'two"', 2: "ONE", 3: 'two"'}
+    assert counts == {1: 2, 2: 2}
+
+
+@settings(max_examples=12)
+@given(names=NAMES, qualified=st.booleans())
+def test_hostile_names_work_end_to_end(pg_schema: PgSchema, names: list[str],
+                                       qualified: bool) -> None:
+    md, parent, child, maintained = _build(names, pg_schema.name if qualified else None)
+    with pg_schema.engine.connect() as conn, conn.begin():
+        md.create_all(conn)
+        _exercise(conn, names, parent, child)
+        assert drift_count(conn, *maintained) == [0, 0]  # type: ignore[arg-type]
+        conn.rollback()
+
+
+def test_the_reported_percent_column(pg_schema: PgSchema) -> None:
+    """#17: a copy into a column named "na%me" made every insert fail."""
+    names = ["users", "posts", "id", "na%me", "n", "author_id", "na%me"]
+    md, parent, child, _ = _build(names, None)
+    with pg_schema.engine.connect() as conn, conn.begin():
+        md.create_all(conn)
+        _exercise(conn, names, parent, child)
+        conn.rollback()
