@@ -9,11 +9,14 @@ possible). Use :func:`record` to set them.
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+
+from benchmarks.harness import StatementCounter
 
 ROLES = ("pattern", "baseline", "alternative", "limit")
 
@@ -80,6 +83,29 @@ def record(
         suite=suite, question=question, case=case, role=role, rows=rows, scale=scale.name,
         plan=plan, **extra,
     )
+
+
+@pytest.fixture(autouse=True)
+def _count_round_trips(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Count the statements each case's timed function sends (see ``harness.py``)."""
+    if "benchmark" not in request.fixturenames:
+        yield
+        return
+    bench = request.getfixturevalue("benchmark")
+    counter = StatementCounter()
+    pedantic = bench.pedantic
+
+    def counted_pedantic(target: Any, *args: Any, **kw: Any) -> Any:
+        return pedantic(counter.wrap(target), *args, **kw)
+
+    bench.pedantic = counted_pedantic
+    counter.start()
+    try:
+        yield
+    finally:
+        counter.stop()
+        if counter.calls:
+            bench.extra_info["statements"] = round(counter.per_call(), 2)
 
 
 _SERVER: dict[str, Any] = {}
