@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Column, DateTime, Text, func
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import Column, DateTime, Text, event, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pgpatterns.associations import association_object, many_to_many
 
@@ -51,4 +52,23 @@ Membership = association_object(
     proxies=("groups", "users"),
 )
 
-__all__ = ["Base", "Group", "Membership", "Post", "Tag", "User", "dt", "posts_tags"]
+
+class Statements:
+    """Every SQL statement the session's connection sends while active."""
+
+    def __init__(self, session: Session) -> None:
+        self.conn = session.connection()
+        self.sql: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        event.listen(self.conn, "before_cursor_execute", self._record)
+        return self.sql
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.conn, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.sql.append(statement)
+
+
+__all__ = ["Base", "Group", "Membership", "Post", "Statements", "Tag", "User", "dt", "posts_tags"]

@@ -15,8 +15,11 @@ with its own columns, collections and association proxies; :func:`with_attrs` ap
 through a proxy with attributes).
 
 Writes (:mod:`.ops`): :func:`link`, :func:`unlink`, :func:`sync` and their ``_async``
-twins, one statement each, idempotent, safe under concurrency, returning
-:class:`LinkResult`.
+twins: a per-owner advisory lock and one statement each, idempotent, returning
+:class:`LinkResult`. Concurrent writes to one owner's links are serialized: at READ COMMITTED
+the last to commit wins exactly; at REPEATABLE READ and SERIALIZABLE the losers raise
+:class:`~pgpatterns.errors.LinkConcurrentUpdateError` (retry the transaction). See
+:mod:`.ops` for what each action locks.
 
 Queries (:mod:`.query`): :func:`having_any`, :func:`having_all`, :func:`having_none`,
 :func:`count_per`, :func:`top_related`, composable ``Select`` objects.

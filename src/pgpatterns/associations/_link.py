@@ -13,9 +13,10 @@ from sqlalchemy.ext.associationproxy import AssociationProxyInstance
 from sqlalchemy.orm import InstanceState, Mapper, QueryableAttribute, RelationshipProperty
 from sqlalchemy.orm.base import MANYTOONE, ONETOMANY
 
-from pgpatterns.errors import AssociationError
+from pgpatterns._args import collection, key_value
+from pgpatterns.errors import ArgumentError, AssociationError
 
-__all__ = ["Link", "key_of", "needs_flush", "resolve", "snake", "target_ids"]
+__all__ = ["Link", "key_of", "needs_flush", "resolve", "snake", "target_ids", "targets"]
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -183,8 +184,14 @@ def _state(value: object) -> InstanceState[Any] | None:
     return state if isinstance(state, InstanceState) else None
 
 
-def key_of(mapper: Mapper[Any], key: Column[Any], value: object, role: str, label: str) -> Any:
-    """The key value of one side: an instance of the mapped class, or the key itself."""
+def key_of(mapper: Mapper[Any], key: Column[Any], value: object, role: str, label: str,
+           *, where: str = "link", name: str = "left") -> Any:
+    """The key value of one side: an instance of the mapped class, or the key itself.
+
+    A plain key is checked against ``key``'s type before any SQL (``2**40`` for an int4
+    key, ``"abc"`` for an integer key, ``None``): :class:`~pgpatterns.errors.ArgumentError`
+    naming ``where(): name=...``.
+    """
     state = _state(value)
     if state is not None:
         if not state.mapper.isa(mapper):
@@ -203,29 +210,40 @@ def key_of(mapper: Mapper[Any], key: Column[Any], value: object, role: str, labe
                 "session and flush (link()/sync() flush pending objects they are given)."
             )
         return found
-    if value is None:
-        raise AssociationError(f"{label}: {role} is None; pass an object or its {key.name}.")
+    checked = key_value(where, name, value, key.type)
     try:
         python_type = key.type.python_type
     except NotImplementedError:
-        return value
-    if not isinstance(value, python_type) or isinstance(value, bool) is not (python_type is bool):
-        raise AssociationError(
-            f"{label}: {role} {value!r} is a {type(value).__name__}, but {key} is "
-            f"{python_type.__name__}. Pass {mapper.class_.__name__} objects or their "
-            f"{key.name} values."
+        return checked
+    if not isinstance(checked, python_type) or isinstance(checked, bool) is not (
+            python_type is bool):
+        raise ArgumentError(
+            f"{where}(): {name}={value!r} is a {type(value).__name__}, but {key} is "
+            f"{python_type.__name__} ({label}). Pass {mapper.class_.__name__} objects or "
+            f"their {key.name} values.",
+            argument=name, given=value,
         )
-    return value
+    return checked
 
 
-def target_ids(link: Link, values: Iterable[object]) -> list[Any]:
-    """Right-side keys of ``values``, deduplicated, in order."""
+def targets(where: str, name: str, values: object, noun: str) -> list[Any]:
+    """``list(values)``: ``None``, a string or a single mapped object is refused."""
     if isinstance(values, (str, bytes)) or _state(values) is not None:
-        raise AssociationError(
-            f"{link.label}: expected a collection of {link.right_mapper.class_.__name__} "
-            f"objects or ids, got {values!r}. Wrap a single one in a list."
+        raise ArgumentError(
+            f"{where}(): {name}={values!r} is a single value, not a collection of {noun}. "
+            "Wrap one in a list.",
+            argument=name, given=values,
         )
-    ids = [key_of(link.right_mapper, link.right_key, v, "target", link.label) for v in values]
+    return collection(where, name, values)
+
+
+def target_ids(link: Link, values: object, *, where: str = "link",
+               name: str = "rights") -> list[Any]:
+    """Right-side keys of ``values``, deduplicated, in order."""
+    noun = f"{link.right_mapper.class_.__name__} objects or ids"
+    ids = [key_of(link.right_mapper, link.right_key, v, "target", link.label, where=where,
+                  name=f"{name}[{i}]")
+           for i, v in enumerate(targets(where, name, values, noun))]
     return list(dict.fromkeys(ids))
 
 

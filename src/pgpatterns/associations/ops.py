@@ -1,4 +1,34 @@
-"""link / unlink / sync: one set-based statement each, idempotent, concurrency-safe."""
+"""link / unlink / sync: a lock and one set-based statement each, idempotent, serialized.
+
+Examples:
+    >>> sync(session, post, [python, sql])  # doctest: +SKIP
+    LinkResult(added=(9,), removed=(3,), updated=())
+
+What each action locks, and what a caller retries:
+
+* ``link``, ``unlink`` and ``sync`` first take a transaction-level advisory lock on
+  *(link table, owner)*, the owner being ``left`` (the post of ``Post.tags``), held until
+  the transaction ends. Writes to one owner's links therefore run one after the other;
+  other owners are not blocked, and neither are plain reads or updates of the owner row.
+* READ COMMITTED: the write statement runs after the lock is granted, on a new snapshot
+  that includes every earlier writer's commit, so the last call to commit wins exactly
+  (two concurrent ``sync`` calls leave one of the two sets, never their union). Nothing to
+  retry.
+* REPEATABLE READ and SERIALIZABLE: the snapshot is the transaction's, possibly older than
+  another writer's commit, so the statement also updates the owner row in place
+  (``UPDATE posts SET id = id``, a no-op; the owner table's UPDATE triggers fire, and the
+  role needs UPDATE on it). A transaction that lost the race fails in the action with
+  :class:`~pgpatterns.errors.LinkConcurrentUpdateError` (``retryable = True``, the
+  database's 40001/40P01 as ``__cause__``): roll back and run the whole transaction again.
+* Serialization is per owner *and side*: ``sync(s, tag, posts, via=Tag.posts)`` locks the
+  tag, not the posts, so racing it against ``sync(s, post, ..., via=Post.tags)`` at READ
+  COMMITTED is not serialized (use SERIALIZABLE, or write one side only). ORM writes
+  (``post.tags.append``) take no lock.
+
+Every argument is checked before SQL: ``None`` where a collection is needed, a key that
+does not fit the key column's type (``2**40`` for an ``integer`` id) or is of the wrong
+type raise :class:`~pgpatterns.errors.ArgumentError`.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +36,30 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Select,
-    and_,
-    any_,
-    bindparam,
-    case,
-    cast,
-    delete,
-    exists,
-    func,
-    literal,
-    literal_column,
-    null,
-    or_,
-    select,
-    union_all,
-)
+from sqlalchemy import Select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import InstanceState, Mapper, Session
 
-from pgpatterns.associations._link import Link, key_of, needs_flush, resolve, target_ids
+from pgpatterns._args import key_value, key_values
+from pgpatterns.associations._guard import concurrent_error, lock_stmt
+from pgpatterns.associations._link import (
+    Link,
+    key_of,
+    needs_flush,
+    resolve,
+    target_ids,
+    targets,
+)
+from pgpatterns.associations._stmt import (
+    ADDED,
+    LEFT_MISSING,
+    MISSING,
+    REMOVED,
+    UPDATED,
+    params,
+    template,
+)
 from pgpatterns.errors import AssociationError, UnknownLinkTargetError
 
 if TYPE_CHECKING:
@@ -45,8 +75,6 @@ __all__ = [
     "unlink",
     "unlink_async",
 ]
-
-_MISSING, _LEFT_MISSING, _ADDED, _REMOVED, _UPDATED = range(5)
 
 
 @dataclass(frozen=True)
@@ -85,36 +113,47 @@ class _Call:
     def prepare(self) -> dict[str, Any]:
         """Keys checked and converted: the statement's parameters."""
         self.left_id = key_of(self.link.left_mapper, self.link.left_key, self.left,
-                              "left side", self.link.label)
-        return _params(self.left_id, target_ids(self.link, self.rights), self.attrs)
+                              "left side", self.link.label, where=self.mode, name="left")
+        ids = target_ids(self.link, self.rights, where=self.mode, name="rights")
+        return params(self.left_id, ids, self.attrs)
+
+    @property
+    def lock(self) -> Select[Any]:
+        return lock_stmt(self.link)
 
     @property
     def statement(self) -> Select[Any]:
-        return _template(self.link, self.mode, tuple(self.attrs))
+        return template(self.link, self.mode, tuple(self.attrs))
 
     def finish(self, session: Session, rows: Sequence[Any]) -> LinkResult:
         found: dict[int, list[Any]] = {k: [] for k in range(5)}
         for kind, value in rows:
             found[kind].append(value)
-        if found[_LEFT_MISSING]:
+        if found[LEFT_MISSING]:
             raise UnknownLinkTargetError(
                 f"{self.link.label}: {self.link.left_mapper.class_.__name__} "
                 f"{self.link.left_key.name}={self.left_id!r} does not exist; nothing was "
                 "written. Create it first (or check the id).",
                 (self.left_id,),
             )
-        if found[_MISSING]:
-            missing = tuple(sorted(found[_MISSING]))
+        if found[MISSING]:
+            missing = tuple(sorted(found[MISSING]))
             raise UnknownLinkTargetError(
                 f"{self.link.label}: no {self.link.right_mapper.class_.__name__} with "
                 f"{self.link.right_key.name} {', '.join(map(repr, missing))}; nothing was "
                 "written. Create them first, or drop them from the list.",
                 missing,
             )
-        _expire(session, self, [*found[_ADDED], *found[_REMOVED], *found[_UPDATED]])
-        return LinkResult(tuple(found[_ADDED]), tuple(found[_REMOVED]), tuple(found[_UPDATED]))
+        _expire(session, self, [*found[ADDED], *found[REMOVED], *found[UPDATED]])
+        return LinkResult(tuple(found[ADDED]), tuple(found[REMOVED]), tuple(found[UPDATED]))
 
-    def translate(self, exc: IntegrityError) -> AssociationError:
+    def translate(self, exc: DBAPIError) -> AssociationError | None:
+        """A typed error for the database errors these writes expect, else None."""
+        concurrent = concurrent_error(exc, self.link, self.mode)
+        if concurrent is not None:
+            return concurrent
+        if not isinstance(exc, IntegrityError) or getattr(exc.orig, "sqlstate", None) != "23503":
+            return None
         detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None) or str(exc)
         return UnknownLinkTargetError(
             f"{self.link.label}: a linked row was deleted concurrently ({detail}); nothing was "
@@ -149,12 +188,7 @@ def _loaded(session: Session, mapper: Mapper[Any], key: Any, value: Any) -> Any:
 
 def _prepare(mode: str, left: Any, rights: Iterable[Any] | None, via: Any,
              attrs: Mapping[str, Any]) -> _Call:
-    rights = [] if rights is None else rights
-    if isinstance(rights, (str, bytes)) or not isinstance(rights, Iterable):
-        raise AssociationError(
-            f"{mode}() takes a collection of targets, got {rights!r}. Wrap one in a list."
-        )
-    rights = list(rights)
+    rights = targets(mode, "rights", rights, "targets (objects or ids)")
     link = _find(left, rights, via, mode)
     unknown = sorted(set(attrs) - set(link.attr_names))
     if unknown:
@@ -218,80 +252,9 @@ def link_stmt(link: Link | Any, left_id: Any, ids: Sequence[Any], *, mode: str =
     """
     link = link if isinstance(link, Link) else resolve(link)
     attrs = dict(attrs or {})
-    return _template(link, mode, tuple(attrs)).params(_params(left_id, ids, attrs))
-
-
-def _params(left_id: Any, ids: Sequence[Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return {"left_id": left_id, "right_ids": list(ids),
-            **{f"attr_{k}": v for k, v in attrs.items()}}
-
-
-# (id(link), mode, attribute names) -> (link, statement): building the statement costs more
-# than running it, and one statement object per shape also hits SQLAlchemy's compiled cache.
-_TEMPLATES: dict[tuple[int, str, tuple[str, ...]], tuple[Link, Select[Any]]] = {}
-
-
-def _template(link: Link, mode: str, attr_names: tuple[str, ...]) -> Select[Any]:
-    key = (id(link), mode, attr_names)
-    hit = _TEMPLATES.get(key)
-    if hit is not None and hit[0] is link:
-        return hit[1]
-    stmt = _build(link, mode, attr_names)
-    _TEMPLATES[key] = (link, stmt)
-    return stmt
-
-
-def _build(link: Link, mode: str, attr_names: tuple[str, ...]) -> Select[Any]:
-    table, lcol, rcol = link.table, link.left_col, link.right_col
-    left = bindparam("left_id", type_=lcol.type)
-    rights = bindparam("right_ids", type_=ARRAY(rcol.type))
-    if mode == "unlink":
-        gone = delete(table).where(lcol == left, rcol == any_(rights)).returning(rcol)
-        gone_cte = gone.cte("removed")
-        return select(literal(_REMOVED).label("kind"), gone_cte.c[rcol.name].label("id"))
-    inp = select(func.unnest(rights, type_=rcol.type).label("id")).cte("input")
-    missing = (
-        select(inp.c.id)
-        .where(~exists().where(link.right_key == inp.c.id))
-        .cte("missing")
-    )
-    left_exists = exists().where(link.left_key == left)
-    left_gone = ~left_exists
-    ok = and_(~exists(select(missing.c.id)), left_exists)
-    names = [lcol.name, rcol.name, *attr_names]
-    values = [left, inp.c.id,
-              *(bindparam(f"attr_{k}", type_=table.c[k].type) for k in attr_names)]
-    ins = pg_insert(table).from_select(names, select(*values).where(ok).order_by(inp.c.id))
-    returning = [rcol, literal(True).label("inserted")]
-    if attr_names:
-        set_ = {k: ins.excluded[k] for k in attr_names}
-        changed = or_(*(table.c[k].is_distinct_from(ins.excluded[k]) for k in attr_names))
-        ins = ins.on_conflict_do_update(index_elements=[lcol, rcol], set_=set_, where=changed)
-        # xmax = 0 on a row version this statement inserted, non-zero on one it updated:
-        # PostgreSQL 15 has no RETURNING old/new, and this is its documented-by-usage idiom.
-        returning[1] = (literal_column("xmax") == literal(0)).label("inserted")
-    else:
-        ins = ins.on_conflict_do_nothing(index_elements=[lcol, rcol])
-    ins_cte = ins.returning(*returning).cte("inserted")
-    parts = [
-        select(literal(_MISSING).label("kind"), missing.c.id),
-        select(literal(_LEFT_MISSING), cast(null(), rcol.type)).where(left_gone),
-        select(
-            case((ins_cte.c.inserted, literal(_ADDED)), else_=literal(_UPDATED)),
-            ins_cte.c[rcol.name],
-        ),
-    ]
-    if mode == "sync":
-        removed = (
-            delete(table)
-            .where(lcol == left, ~(rcol == any_(rights)), ok)
-            .returning(rcol)
-            .cte("removed")
-        )
-        parts.append(select(literal(_REMOVED), removed.c[rcol.name]))
-    elif mode != "link":
-        raise AssociationError(f"mode must be 'link', 'unlink' or 'sync', not {mode!r}.")
-    return select(union_all(*parts).subquery())
+    left_id = key_value("link_stmt", "left_id", left_id, link.left_key.type)
+    ids = key_values("link_stmt", "ids", ids, link.right_key.type)
+    return template(link, mode, tuple(attrs)).params(params(left_id, ids, attrs))
 
 
 def _run(session: Session, call: _Call) -> LinkResult:
@@ -299,11 +262,13 @@ def _run(session: Session, call: _Call) -> LinkResult:
         session.flush()
     params = call.prepare()
     try:
+        session.execute(call.lock, {"left_id": call.left_id})
         rows = session.execute(call.statement, params).all()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "23503":
-            raise call.translate(exc) from exc
-        raise
+    except DBAPIError as exc:
+        typed = call.translate(exc)
+        if typed is None:
+            raise
+        raise typed from exc
     return call.finish(session, rows)
 
 
@@ -312,11 +277,13 @@ async def _run_async(session: AsyncSession, call: _Call) -> LinkResult:
         await session.flush()
     params = call.prepare()
     try:
+        await session.execute(call.lock, {"left_id": call.left_id})
         rows = (await session.execute(call.statement, params)).all()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "23503":
-            raise call.translate(exc) from exc
-        raise
+    except DBAPIError as exc:
+        typed = call.translate(exc)
+        if typed is None:
+            raise
+        raise typed from exc
     return call.finish(session.sync_session, rows)
 
 
@@ -332,10 +299,10 @@ def link(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
         >>> link(session, 12, [3], via=Group.users, role="admin")  # doctest: +SKIP
         LinkResult(added=(), removed=(), updated=(3,))
 
-    One ``INSERT ... SELECT ... ON CONFLICT (left, right) DO NOTHING`` (``DO UPDATE ...
-    WHERE`` a value differs, when attributes are given), which also checks that every id
-    exists. Concurrent calls for the same pair never raise (under READ COMMITTED): one
-    inserts, the other finds the row.
+    The owner's lock (see the module docstring), then one ``INSERT ... SELECT ... ON
+    CONFLICT (left, right) DO NOTHING`` (``DO UPDATE ... WHERE`` a value differs, when
+    attributes are given), which also checks that every id exists. Concurrent calls for the
+    same owner run one after the other and never raise under READ COMMITTED.
 
     Args:
         session: A Session (:func:`link_async` for AsyncSession).
@@ -349,13 +316,13 @@ def link(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
         :class:`LinkResult` with ``added`` and ``updated`` keys.
 
     Raises:
+        ArgumentError: ``rights`` is None, a string or a single object; a key does not fit
+            its column's type (before SQL).
         AssociationError: Wrong class, unknown attribute, unresolvable ``via`` (before SQL).
         UnknownLinkTargetError: Ids that do not exist (``.missing``); nothing was written
             and the transaction is still usable.
-
-    Warning:
-        Under REPEATABLE READ/SERIALIZABLE a concurrent insert of the same pair raises a
-        serialization failure, as any write there does: retry the transaction.
+        LinkConcurrentUpdateError: REPEATABLE READ/SERIALIZABLE only: another transaction
+            wrote this owner's links after this one's snapshot. Retry the transaction.
     """
     return _run(session, _prepare("link", left, rights, via, attrs))
 
@@ -367,7 +334,9 @@ def unlink(session: Session, left: Any, rights: Iterable[Any], *, via: Any = Non
         >>> unlink(session, post, [python])  # doctest: +SKIP
         LinkResult(added=(), removed=(7,), updated=())
 
-    One ``DELETE ... WHERE left = :id AND right = ANY(:ids) RETURNING right``.
+    The owner's lock, then one ``DELETE ... WHERE left = :id AND right = ANY(:ids)
+    RETURNING right``. Arguments and errors as :func:`link` (``[]`` removes nothing; ``None``
+    is an error).
     """
     return _run(session, _prepare("unlink", left, rights, via, {}))
 
@@ -380,10 +349,13 @@ def sync(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
         >>> sync(session, post, [python, postgres])  # doctest: +SKIP
         LinkResult(added=(11,), removed=(9,), updated=())
 
-    One statement: an ``INSERT ... ON CONFLICT DO NOTHING`` of the new pairs and a
-    ``DELETE`` of the pairs not listed, as data-modifying CTEs sharing one snapshot. Pairs
-    that stay are not touched (unless ``attrs`` change their values). An empty ``rights``
-    unlinks everything. Arguments and errors as :func:`link`.
+    The owner's lock, then one statement: an ``INSERT ... ON CONFLICT DO NOTHING`` of the
+    new pairs and a ``DELETE`` of the pairs not listed, as data-modifying CTEs sharing one
+    snapshot. Pairs that stay are not touched (unless ``attrs`` change their values). An
+    empty list unlinks everything; ``None`` is an error (never read as "empty"). Concurrent
+    syncs of one owner: the last to commit wins exactly (READ COMMITTED), or the losers
+    raise :class:`~pgpatterns.errors.LinkConcurrentUpdateError` (REPEATABLE READ and
+    SERIALIZABLE). Arguments and errors as :func:`link`.
     """
     return _run(session, _prepare("sync", left, rights, via, attrs))
 
