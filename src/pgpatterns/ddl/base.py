@@ -12,17 +12,19 @@ import dataclasses
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import Connection, Table, literal, text
+from sqlalchemy import Column, Connection, Index, MetaData, Table, literal, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import DDLCompiler
-from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.ddl import CreateIndex, ExecutableDDLElement
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.visitors import replacement_traverse
 from sqlalchemy.types import TypeEngine
 
 from pgpatterns.errors import DDLNameLengthError, DDLOptionError
@@ -370,3 +372,120 @@ def check_choice(owner: str, option: str, value: str, choices: Iterable[str]) ->
 def temp_name(prefix: str = "pgp_tmp") -> str:
     """A throw-away identifier for catalog comparisons inside a rolled-back savepoint."""
     return f"{prefix}_{secrets.token_hex(6)}"
+
+
+# -- comparison helpers (shared by diff() and pgpatterns.alembic) ------------------------
+_INDEX_DEFS = (
+    "SELECT c.relname AS name, i.indisunique AS uniq, pg_get_indexdef(i.indexrelid) AS def"
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = :oid"
+)
+
+
+def index_definitions(conn: Connection, relation: str, schema: str | None) -> dict[str, str]:
+    """``{index name: definition}`` of a relation's indexes, without names.
+
+    The definition is ``[UNIQUE ]USING method (columns opclass) [INCLUDE] [WITH (...)]
+    [WHERE ...]`` as PostgreSQL prints it, so uniqueness, columns, method, operator class,
+    storage options (HNSW ``m``) and predicate are all part of the comparison.
+    """
+    oid = conn.execute(
+        text("SELECT to_regclass(:n)::oid"), {"n": regname(relation, schema)}
+    ).scalar()
+    if oid is None:
+        return {}
+    return {
+        str(name): ("UNIQUE " if unique else "") + "USING " + str(sql).split(" USING ", 1)[1]
+        for name, unique, sql in conn.execute(text(_INDEX_DEFS), {"oid": oid})
+    }
+
+
+def rebind_index(index: Index, table: Table, name: str) -> Index:
+    """A copy of ``index`` named ``name`` over the same-named columns of ``table``."""
+    source = index.table
+
+    def swap(element: Any) -> Any:
+        if isinstance(element, Column) and element.table is source:
+            return table.c[element.key]
+        return None
+
+    traverse: Any = replacement_traverse
+    exprs = [traverse(e, {}, swap) for e in index.expressions]
+    options: dict[str, Any] = {}
+    for key, value in index.dialect_kwargs.items():
+        if key == "postgresql_concurrently":
+            continue
+        if isinstance(value, ClauseElement):
+            value = traverse(value, {}, swap)
+        options[key] = value
+    return Index(name, *exprs, unique=bool(index.unique), **options)
+
+
+def expected_index_definitions(
+    conn: Connection, table: Table, indexes: Iterable[Index]
+) -> dict[str, str | Exception]:
+    """What PostgreSQL makes of ``indexes`` (declared on ``table``): each is created on an
+    empty temporary twin of the table inside a rolled-back savepoint, so no data is read.
+
+    A value is the exception when the declaration cannot be created at all.
+    """
+    result: dict[str, str | Exception] = {}
+    twin = Table(
+        temp_name(),
+        MetaData(),
+        *(Column(c.name, c.type) for c in table.columns),
+        schema="pg_temp",
+    )
+    with conn.begin_nested() as sp:
+        twin.create(conn)
+        for index in indexes:
+            tmp = temp_name("pgp_ix")
+            try:
+                with conn.begin_nested():
+                    conn.execute(CreateIndex(rebind_index(index, twin, tmp)))
+            except DBAPIError as exc:
+                result[str(index.name)] = exc
+                continue
+            result[str(index.name)] = index_definitions(conn, twin.name, "pg_temp")[tmp]
+        sp.rollback()
+    return result
+
+
+def relation_grants(conn: Connection, relation: str, schema: str | None) -> list[str]:
+    """``GRANT`` statements re-creating a relation's privileges (kept across a replace)."""
+    rows = conn.execute(
+        text(
+            "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'public'"
+            " ELSE a.grantee::regrole::text END, a.is_grantable"
+            " FROM pg_class c, aclexplode(c.relacl) a"
+            " WHERE c.oid = to_regclass(:n) AND a.grantee <> c.relowner ORDER BY 2, 1"
+        ),
+        {"n": regname(relation, schema)},
+    ).all()
+    prep = pg_dialect().identifier_preparer
+    target = (
+        f"{prep.quote_schema(schema)}.{prep.quote(relation)}" if schema else prep.quote(relation)
+    )
+    return [
+        f"GRANT {priv} ON {target} TO {grantee}" + (" WITH GRANT OPTION" if grantable else "")
+        for priv, grantee, grantable in rows
+    ]
+
+
+def twin_or_error(make: Callable[[], dict[str, Any]]) -> dict[str, Any] | Exception:
+    """``make()`` (a savepoint twin read), or the database error it raised."""
+    try:
+        return make()
+    except DBAPIError as exc:
+        return exc
+
+
+def error_line(what: str, exc: Exception) -> str:
+    """One line saying a declaration cannot be created as declared, with the server's reason."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    return f"{what} cannot be created as declared: {reason}"
+
+
+def qualified_text(name: str, schema: str | None) -> str:
+    """``"schema"."name"`` quoted for statement text outside a compiler (no ``%`` doubling)."""
+    prep = pg_dialect().identifier_preparer
+    return f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else str(prep.quote(name))

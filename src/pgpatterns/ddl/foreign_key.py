@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, Table
 from sqlalchemy.sql.compiler import DDLCompiler
 
-from pgpatterns.ddl.base import Identity, SchemaObject, check_choice, regname
+from pgpatterns.ddl.base import Identity, SchemaObject, check_choice, pg_dialect, regname
 from pgpatterns.ddl.rls import check_table
 from pgpatterns.errors import DDLOptionError
 
@@ -117,6 +117,17 @@ class CompositeForeignKey(SchemaObject):
             " WHERE c.conrelid = to_regclass(:t) AND c.conname = :n AND c.contype = 'f'",
             {"t": regname(self.table.name, self.table.schema), "n": self.name},
         )
+
+    def current_sql(self, conn: Connection) -> list[str]:
+        """The ``ALTER TABLE ... ADD CONSTRAINT`` of what the database has now."""
+        row = self._catalog(conn)
+        if row is None:
+            return []
+        prep = pg_dialect().identifier_preparer
+        return [
+            f"ALTER TABLE {prep.format_table(self.table)} ADD CONSTRAINT "
+            f"{prep.quote(self.name)} {row['definition']}"
+        ]
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         actual = self._catalog(conn)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, select, text
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -22,13 +22,16 @@ from pgpatterns.ddl.base import (
     Identity,
     SchemaObject,
     check_choice,
+    error_line,
     expression_sql,
+    pg_dialect,
     regname,
+    twin_or_error,
 )
 from pgpatterns.ddl.rls import check_table
 from pgpatterns.errors import DDLOptionError
 
-__all__ = ["Policy"]
+__all__ = ["Policy", "policy_sql"]
 
 COMMANDS = ("all", "select", "insert", "update", "delete")
 
@@ -143,8 +146,43 @@ class Policy(SchemaObject):
             {"t": regname(self.table.name, self.table.schema), "n": self.name},
         )
 
+    def catalog_key(self, conn: Connection) -> tuple[str, int] | None:
+        """``("pg_policy", oid)`` of the policy in the database, None if absent."""
+        oid = conn.execute(
+            text("SELECT oid FROM pg_policy WHERE polrelid = to_regclass(:t) AND polname = :n"),
+            {"t": regname(self.table.name, self.table.schema), "n": self.name},
+        ).scalar()
+        return None if oid is None else ("pg_policy", int(oid))
+
+    def current_sql(self, conn: Connection) -> list[str]:
+        """The ``CREATE POLICY`` of what the database has now (for a downgrade)."""
+        row = self._catalog(conn)
+        return [] if row is None else [policy_sql(conn, self.name, self.table, row)]
+
     def reflect_diff(self, conn: Connection) -> list[str]:
         actual = self._catalog(conn)
         if actual is None:
             return self._missing()
-        return self._compare(actual, self._expected(conn, 1))
+        expected = twin_or_error(lambda: self._expected(conn, 1))
+        if isinstance(expected, Exception):
+            return [error_line(self.describe(), expected)]
+        return self._compare(actual, expected)
+
+
+_COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
+
+
+def policy_sql(conn: Connection, name: str, table: Table, row: dict[str, Any]) -> str:
+    """``CREATE POLICY`` text from a :meth:`Policy._catalog` row (catalog expressions)."""
+    prep = pg_dialect().identifier_preparer
+    roles = ", ".join(row["roles"])  # regrole text comes quoted
+    sql = (
+        f"CREATE POLICY {prep.quote(name)} ON {prep.format_table(table)}"
+        f" AS {'PERMISSIVE' if row['permissive'] else 'RESTRICTIVE'}"
+        f" FOR {_COMMANDS[row['command']]} TO {roles}"
+    )
+    if row["using"] is not None:
+        sql += f" USING ({row['using']})"
+    if row["with_check"] is not None:
+        sql += f" WITH CHECK ({row['with_check']})"
+    return sql

@@ -132,12 +132,19 @@ def drop_all(conn: Connection, *objects: SchemaObject, checkfirst: bool = False)
 def diff(conn: Connection, target: MetaData | Iterable[SchemaObject]) -> list[str]:
     """Differences between declared objects and the database; ``[]`` means in sync.
 
+    Every part of a definition that changes behaviour is compared (PostgreSQL normalises
+    both sides: the declaration is created as a throw-away twin in a rolled-back
+    savepoint). With a ``MetaData``, its tables' named indexes are compared in full
+    (method, operator classes, ``WITH`` options, predicate) and policies, triggers, views
+    and functions on its tables and in its schemas that it does not declare are reported.
+
     Examples:
         >>> diff(conn, metadata)  # doctest: +SKIP
         ['view v: options are [] in the database, declared ["security_invoker=true"]']
     """
-    objects = attached(target) if isinstance(target, MetaData) else ordered(target)
-    return [line for obj in objects for line in obj.reflect_diff(conn)]
+    from pgpatterns.ddl.compare import compare
+
+    return [line for finding in compare(conn, target) for line in finding.lines]
 
 
 def _create(conn: Connection, obj: SchemaObject, checkfirst: bool) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.sql.compiler import DDLCompiler
 
 from pgpatterns.ddl.base import (
     SchemaObject,
+    pg_dialect,
     regname,
 )
 from pgpatterns.errors import DDLOptionError
@@ -95,6 +96,16 @@ class RowLevelSecurity(SchemaObject):
     def exists(self, conn: Connection) -> bool:
         row = self._catalog(conn)
         return row is not None and bool(row[0])
+
+    def current_sql(self, conn: Connection) -> list[str]:
+        """The ``ALTER TABLE`` that puts back the table's current RLS flags."""
+        row = self._catalog(conn)
+        if row is None:
+            return []
+        table = pg_dialect().identifier_preparer.format_table(self.table)
+        on = "ENABLE" if row[0] else "DISABLE"
+        force = "FORCE" if row[1] else "NO FORCE"
+        return [f"ALTER TABLE {table} {on} ROW LEVEL SECURITY, {force} ROW LEVEL SECURITY"]
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         row = self._catalog(conn)

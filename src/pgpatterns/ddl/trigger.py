@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Table, column, table, text
+from sqlalchemy import Connection, Table, column, table
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
@@ -24,9 +24,11 @@ from pgpatterns.ddl.base import (
     Identity,
     SchemaObject,
     check_choice,
+    error_line,
     expression_sql,
     qualified,
     regname,
+    twin_or_error,
 )
 from pgpatterns.ddl.function import Function
 from pgpatterns.errors import DDLOptionError
@@ -143,11 +145,19 @@ class Trigger(SchemaObject):
     def _catalog(self, conn: Connection) -> dict[str, Any] | None:
         return self._first_row(
             conn,
-            "SELECT t.tgenabled AS enabled, t.tgfoid::regproc::text AS function,"
-            " t.tgtype AS type FROM pg_trigger t"
-            " WHERE t.tgrelid = to_regclass(:t) AND t.tgname = :n",
+            _TRIGGER_ROW + " WHERE t.tgrelid = to_regclass(:t) AND t.tgname = :n",
             {"t": regname(self.table.name, self.table.schema), "n": self.name},
         )
+
+    def catalog_key(self, conn: Connection) -> tuple[str, int] | None:
+        """``("pg_trigger", oid)`` of the trigger in the database, None if absent."""
+        row = self._catalog(conn)
+        return None if row is None else ("pg_trigger", int(row["oid"]))
+
+    def current_sql(self, conn: Connection) -> list[str]:
+        """The ``CREATE TRIGGER`` of what the database has now (for a downgrade)."""
+        row = self._catalog(conn)
+        return [] if row is None else [str(row["definition"])]
 
     def reflect_diff(self, conn: Connection) -> list[str]:
         row = self._catalog(conn)
@@ -156,8 +166,42 @@ class Trigger(SchemaObject):
         diffs = []
         if row["enabled"] == "D":
             diffs.append(f"{self.describe()} is disabled")
-        fn_oid = self.function._regprocedure(conn)
-        found = conn.execute(text("SELECT to_regproc(:f)::oid"), {"f": row["function"]}).scalar()
-        if fn_oid != found:
-            diffs.append(f"{self.describe()} calls {row['function']}, not {self.function.name}")
+        expected = twin_or_error(lambda: self._expected(conn))
+        if isinstance(expected, Exception):
+            return [*diffs, error_line(self.describe(), expected)]
+        if row["type"] != expected["type"]:
+            diffs.append(
+                f"{self.describe()}: fires {tgtype_words(row['type'])} in the database, "
+                f"declared {tgtype_words(expected['type'])}"
+            )
+        for key in ("columns", "function", "action"):
+            if row[key] != expected[key]:
+                diffs.append(
+                    f"{self.describe()}: {key} is {row[key]!r} in the database, "
+                    f"declared {expected[key]!r}"
+                )
         return diffs
+
+
+_TRIGGER_ROW = (
+    "SELECT t.oid, t.tgenabled AS enabled, t.tgtype::int AS type, t.tgattr::text AS columns,"
+    " t.tgfoid::regprocedure::text AS function, pg_get_triggerdef(t.oid) AS definition,"
+    " substring(pg_get_triggerdef(t.oid) from ' FOR EACH .*$') AS action FROM pg_trigger t"
+)
+
+
+def tgtype_words(tgtype: int) -> str:
+    """``pg_trigger.tgtype`` in words: ``BEFORE INSERT OR UPDATE FOR EACH ROW``.
+
+    Examples:
+        >>> tgtype_words(0b10111)
+        'BEFORE INSERT OR UPDATE FOR EACH ROW'
+    """
+    timing = "INSTEAD OF" if tgtype & 64 else "BEFORE" if tgtype & 2 else "AFTER"
+    events = [
+        w
+        for bit, w in ((4, "INSERT"), (16, "UPDATE"), (8, "DELETE"), (32, "TRUNCATE"))
+        if tgtype & bit
+    ]
+    level = "ROW" if tgtype & 1 else "STATEMENT"
+    return f"{timing} {' OR '.join(events)} FOR EACH {level}"

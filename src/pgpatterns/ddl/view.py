@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, text
 from sqlalchemy.schema import CreateView
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.selectable import SelectBase
@@ -27,8 +27,11 @@ from pgpatterns.ddl.base import (
     Identity,
     SchemaObject,
     check_choice,
+    error_line,
     qualified,
+    qualified_text,
     regname,
+    twin_or_error,
 )
 from pgpatterns.errors import DDLOptionError
 
@@ -91,11 +94,31 @@ class ViewBase(SchemaObject):
             {"n": regname(self.name, self.schema)},
         )
 
+    def catalog_key(self, conn: Connection) -> tuple[str, int] | None:
+        """``("pg_class", oid)`` of the relation in the database, None if absent."""
+        oid = conn.execute(
+            text("SELECT to_regclass(:n)::oid"), {"n": regname(self.name, self.schema)}
+        ).scalar()
+        return None if oid is None else ("pg_class", int(oid))
+
+    def current_sql(self, conn: Connection) -> list[str]:
+        """``CREATE [MATERIALIZED] VIEW`` of what the database has now, with its grants."""
+        row = self._catalog(conn)
+        if row is None:
+            return []
+        what = "MATERIALIZED VIEW" if row["kind"] == "m" else "VIEW"
+        name = qualified_text(self.name, self.schema)
+        options = f" WITH ({', '.join(row['options'])})" if row["options"] else ""
+        body = str(row["definition"]).strip().rstrip(";")
+        return [f"CREATE {what} {name}{options} AS {body}"]
+
     def reflect_diff(self, conn: Connection) -> list[str]:
         actual = self._catalog(conn)
         if actual is None:
             return self._missing()
-        expected = self._expected(conn, 1)
+        expected = twin_or_error(lambda: self._expected(conn, 1))
+        if isinstance(expected, Exception):
+            return [error_line(self.describe(), expected)]
         diffs = []
         if actual["kind"] != expected["kind"]:
             diffs.append(f"{self.describe()} has relkind {actual['kind']!r}")

@@ -1,0 +1,146 @@
+"""A small schema with one object of every pgpatterns.ddl kind, built fresh per call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+
+from pgpatterns.ddl import (
+    CompositeForeignKey,
+    Extension,
+    Function,
+    MaterializedView,
+    Partition,
+    Policy,
+    RowLevelSecurity,
+    Trigger,
+    View,
+    attach,
+)
+
+
+def build(**change: Any) -> tuple[MetaData, dict[str, Any]]:
+    """The models; ``change`` plants one difference (see ``CHANGES``)."""
+    md = MetaData()
+    items = Table(
+        "items",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("tenant_id", BigInteger, nullable=False),
+        Column("owner", Text, nullable=False),
+        Column("price", Integer, nullable=False),
+        Column("updated_at", DateTime),
+        UniqueConstraint("id", "tenant_id", name="items_id_tenant_key"),
+    )
+    Index(
+        "items_owner_idx",
+        items.c.owner,
+        postgresql_where=items.c.price > (5 if change.get("index_predicate") else 0),
+    )
+    parts = Table(
+        "parts",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("tenant_id", BigInteger, nullable=False),
+        Column("item_id", ForeignKey("items.id"), nullable=False),
+    )
+    events = Table(
+        "events",
+        md,
+        Column("id", Integer),
+        Column("day", Date, nullable=False),
+        postgresql_partition_by="RANGE (day)",
+    )
+    touch = Function(
+        "touch",
+        returns="trigger",
+        language="plpgsql",
+        body="BEGIN NEW.updated_at := now(); RETURN NEW; END"
+        if not change.get("function_body")
+        else "BEGIN NEW.updated_at := now() - interval '1 second'; RETURN NEW; END",
+    )
+    cheap = View(
+        "cheap",
+        select(items.c.id, items.c.owner).where(items.c.price < change.get("cheap_below", 10)),
+    )
+    objects: dict[str, Any] = {
+        "trgm": Extension("pg_trgm"),
+        "touch": touch,
+        "trigger": Trigger(
+            "items_touch",
+            items,
+            touch,
+            timing=change.get("timing", "before"),
+            events=change.get("events", ["update"]),
+        ),
+        "cheap": cheap,
+        "cheap_alice": View(
+            "cheap_alice", select(cheap.table.c.id).where(cheap.table.c.owner == "alice")
+        ),
+        "per_owner": MaterializedView(
+            "per_owner",
+            select(items.c.owner, func.count().label("n"))
+            .where(items.c.price > change.get("matview_min", 0))
+            .group_by(items.c.owner),
+            indexes=[("per_owner_owner", ["owner"], not change.get("matview_index_plain"))],
+        ),
+        "rls": RowLevelSecurity(items, force=not change.get("rls_no_force")),
+        "policy": Policy(
+            "alice_only",
+            items,
+            using=items.c.owner == change.get("policy_owner", "alice"),
+            permissive=not change.get("policy_restrictive"),
+        ),
+        "y2026": Partition(
+            "events_2026", events, range_=("2026-01-01", change.get("partition_end", "2027-01-01"))
+        ),
+        "other": Partition("events_other", events, default=True),
+        "fk": CompositeForeignKey(
+            "parts_item_tenant_fkey",
+            parts,
+            ["item_id", "tenant_id"],
+            items,
+            ["id", "tenant_id"],
+            ondelete=change.get("fk_ondelete"),
+        ),
+    }
+    if change.get("extra_view"):
+        objects["extra"] = View("cheap_ids", select(cheap.table.c.id))
+    if change.get("no_policy"):
+        del objects["policy"]
+    attach(md, *objects.values())
+    return md, objects
+
+
+CHANGES: list[dict[str, Any]] = [
+    {"timing": "after"},
+    {"events": ["insert", "update"]},
+    {"function_body": True},
+    {"cheap_below": 20},
+    {"matview_min": 3},
+    {"matview_index_plain": True},
+    {"rls_no_force": True},
+    {"policy_owner": "bob"},
+    {"policy_restrictive": True},
+    {"partition_end": "2026-07-01"},
+    {"fk_ondelete": "cascade"},
+    {"extra_view": True},
+    {"no_policy": True},
+    {"index_predicate": True},
+]
+"""One planted change per entry: every kind, created, replaced and dropped."""

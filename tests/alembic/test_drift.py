@@ -1,0 +1,153 @@
+"""diff() misses nothing: every case from issue #18's "Why" is reported, and only in-sync
+schemas compare equal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from migration_models import build
+from sqlalchemy import Column, Connection, Index, Integer, MetaData, Table, text
+
+from pgpatterns.ddl import attach, diff
+from pgpatterns.testing.plugin import PgSchema
+
+
+@pytest.fixture
+def synced(pg_schema: PgSchema) -> Iterator[tuple[Connection, MetaData, dict[str, Any]]]:
+    md, objects = build()
+    with pg_schema.engine.begin() as conn:
+        md.create_all(conn)
+    with pg_schema.engine.begin() as conn:
+        assert diff(conn, md) == []
+        yield conn, md, objects
+
+
+def test_undeclared_permissive_policy_is_reported(synced: Any) -> None:
+    conn, md, _ = synced
+    conn.execute(text("CREATE POLICY open ON items USING (true)"))
+    assert diff(conn, md) == ["policy open on items is in the database but not declared"]
+
+
+def test_undeclared_trigger_view_and_function_are_reported(synced: Any) -> None:
+    conn, md, _ = synced
+    conn.execute(text("CREATE TRIGGER sneaky AFTER DELETE ON items EXECUTE FUNCTION touch()"))
+    conn.execute(text("CREATE VIEW leak AS SELECT owner FROM items"))
+    conn.execute(text("CREATE FUNCTION helper() RETURNS int LANGUAGE sql AS 'SELECT 1'"))
+    found = diff(conn, md)
+    assert len(found) == 3, found
+    assert found[0].startswith("trigger sneaky on items is in the database but not declared")
+    assert "view" in found[1] and "leak" in found[1]
+    assert "function" in found[2] and "helper()" in found[2]
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE TRIGGER items_touch AFTER UPDATE ON items"
+        " FOR EACH ROW EXECUTE FUNCTION touch()",  # BEFORE -> AFTER
+        "CREATE TRIGGER items_touch BEFORE INSERT OR DELETE ON items"
+        " FOR EACH ROW EXECUTE FUNCTION touch()",  # other events
+        "CREATE TRIGGER items_touch BEFORE UPDATE ON items"
+        " FOR EACH ROW WHEN (false) EXECUTE FUNCTION touch()",  # never fires
+        "CREATE TRIGGER items_touch BEFORE UPDATE ON items"
+        " FOR EACH STATEMENT EXECUTE FUNCTION touch()",  # statement level
+        "CREATE TRIGGER items_touch BEFORE UPDATE OF price ON items"
+        " FOR EACH ROW EXECUTE FUNCTION touch()",  # only some columns
+    ],
+    ids=["after", "events", "when-false", "statement", "update-of"],
+)
+def test_recreated_trigger_is_reported(synced: Any, ddl: str) -> None:
+    conn, md, _ = synced
+    conn.execute(text("DROP TRIGGER items_touch ON items"))
+    conn.execute(text(ddl))
+    found = diff(conn, md)
+    assert found and all(line.startswith("trigger items_touch on items:") for line in found)
+
+
+def test_matview_unique_index_replaced_by_plain_one_is_reported(synced: Any) -> None:
+    conn, md, _ = synced
+    conn.execute(text("DROP INDEX per_owner_owner"))
+    conn.execute(text("CREATE INDEX per_owner_owner ON per_owner (owner)"))
+    found = diff(conn, md)
+    assert len(found) == 1 and "index per_owner_owner is 'USING btree" in found[0], found
+
+
+@pytest.mark.parametrize(
+    ("ddl", "word"),
+    [
+        ("ALTER POLICY alice_only ON items USING (true)", "using"),
+        ("ALTER POLICY alice_only ON items TO pg_monitor", "roles"),
+        (
+            "DROP POLICY alice_only ON items;"
+            " CREATE POLICY alice_only ON items AS RESTRICTIVE USING (owner = 'alice')",
+            "permissive",
+        ),
+        (
+            "DROP POLICY alice_only ON items;"
+            " CREATE POLICY alice_only ON items FOR SELECT USING (owner = 'alice')",
+            "command",
+        ),
+        ("ALTER POLICY alice_only ON items WITH CHECK (true)", "with_check"),
+    ],
+)
+def test_policy_parts_are_compared(synced: Any, ddl: str, word: str) -> None:
+    conn, md, _ = synced
+    conn.execute(text(ddl))
+    found = diff(conn, md)
+    assert len(found) == 1 and f"alice_only on items: {word} is" in found[0], found
+
+
+def test_matview_definition_change_is_reported(synced: Any) -> None:
+    conn, md, _ = synced
+    conn.execute(text("DROP MATERIALIZED VIEW per_owner"))
+    conn.execute(text("CREATE MATERIALIZED VIEW per_owner AS SELECT owner, 1 AS n FROM items"))
+    conn.execute(text("CREATE UNIQUE INDEX per_owner_owner ON per_owner (owner)"))
+    found = diff(conn, md)
+    assert len(found) == 1 and "per_owner: definition differs" in found[0], found
+
+
+def test_table_index_predicate_change_is_reported(synced: Any) -> None:
+    conn, md, _ = synced
+    conn.execute(text("DROP INDEX items_owner_idx"))
+    conn.execute(text("CREATE INDEX items_owner_idx ON items (owner) WHERE price > 1"))
+    found = diff(conn, md)
+    assert len(found) == 1 and "index items_owner_idx is" in found[0], found
+
+
+@pytest.mark.requires_extension("vector")
+def test_hnsw_option_change_is_reported(pg_schema: PgSchema) -> None:
+    from pgvector.sqlalchemy import Vector
+
+    md = MetaData()
+    docs = Table("docs", md, Column("id", Integer, primary_key=True), Column("e", Vector(3)))
+    Index(
+        "docs_e_hnsw",
+        docs.c.e,
+        postgresql_using="hnsw",
+        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_ops={"e": "vector_cosine_ops"},
+    )
+    attach(md)
+    with pg_schema.engine.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        md.create_all(conn)
+        assert diff(conn, md) == []
+        conn.execute(text("DROP INDEX docs_e_hnsw"))
+        conn.execute(
+            text(
+                "CREATE INDEX docs_e_hnsw ON docs USING hnsw (e vector_cosine_ops)"
+                " WITH (m = 24, ef_construction = 64)"
+            )
+        )
+        found = diff(conn, md)
+        assert len(found) == 1 and "m='24'" in found[0] and "m='16'" in found[0], found
+        conn.execute(text("DROP INDEX docs_e_hnsw"))
+        conn.execute(
+            text(
+                "CREATE INDEX docs_e_hnsw ON docs USING hnsw (e vector_l2_ops)"
+                " WITH (m = 16, ef_construction = 64)"
+            )
+        )
+        assert len(diff(conn, md)) == 1  # another operator class
