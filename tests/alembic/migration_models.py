@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Date,
     DateTime,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     select,
+    text,
 )
 
 from pgpatterns.ddl import (
@@ -144,3 +146,38 @@ CHANGES: list[dict[str, Any]] = [
     {"index_predicate": True},
 ]
 """One planted change per entry: every kind, created, replaced and dropped."""
+
+
+_SNAPSHOT = {
+    "class": "SELECT relname, relkind, relrowsecurity, relforcerowsecurity,"
+    " coalesce(reloptions, '{}'), pg_get_expr(relpartbound, oid),"
+    " CASE WHEN relkind IN ('v', 'm') THEN pg_get_viewdef(oid) END,"
+    " coalesce(relacl::text, '') FROM pg_class"
+    " WHERE relnamespace = to_regnamespace(:s)",
+    "index": "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+    " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = to_regnamespace(:s)",
+    "proc": "SELECT proname, prosrc, provolatile FROM pg_proc"
+    " WHERE pronamespace = to_regnamespace(:s)",
+    "trigger": "SELECT t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t"
+    " JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = to_regnamespace(:s)"
+    " AND NOT t.tgisinternal",
+    "policy": "SELECT p.polname, p.polrelid::regclass::text, p.polcmd, p.polpermissive,"
+    " pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)"
+    " FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
+    " WHERE c.relnamespace = to_regnamespace(:s)",
+    "constraint": "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+    " WHERE connamespace = to_regnamespace(:s)",
+    "extension": "SELECT extname FROM pg_extension WHERE CAST(:s AS text) IS NOT NULL",
+}
+
+
+def snapshot(conn: Connection, schema: str) -> dict[str, list[Any]]:
+    """Every catalog row of ``schema`` a migration could change, keyed by names (not oids)."""
+    return {
+        key: sorted(
+            tuple(map(str, r))
+            for r in conn.execute(text(sql), {"s": schema})
+            if not str(r[0]).startswith("alembic_version")
+        )
+        for key, sql in _SNAPSHOT.items()
+    }
