@@ -272,3 +272,27 @@ def test_table_names_over_63_bytes_are_refused() -> None:
     t = Table("t" * 64, MetaData(), tenant_column())
     with pytest.raises(DDLNameLengthError):
         secure_table(t, roles=["app"])
+
+
+def test_check_rls_accepts_the_per_tenant_matview_and_flags_its_leaks(
+    pg_schema: PgSchema, pg_database: Database
+) -> None:
+    from pgpatterns.views import tenant_materialized_view
+
+    role = pg_database.app_role
+    _, doc, metadata = _models(role, doc_first=False)
+    table = doc.__table__
+    tenant_materialized_view(
+        "doc_counts",
+        select(table.c.tenant_id, table.c.folder_id, func.count().label("n"))
+        .group_by(table.c.tenant_id, table.c.folder_id),
+        metadata=metadata, readers=[role], unique_key=["tenant_id", "folder_id"])
+    with pg_schema.engine.begin() as conn:
+        metadata.create_all(conn)
+    with pg_schema.engine.connect() as conn:
+        assert check_rls(conn) == []
+    with pg_schema.engine.begin() as conn:
+        conn.execute(text(f'GRANT SELECT ON doc_counts_mv TO "{role}"'))
+    with pg_schema.engine.connect() as conn:
+        kinds = {(f.kind, f.relation.rsplit(".", 1)[-1]) for f in check_rls(conn)}
+    assert kinds == {("matview_over_rls", "doc_counts_mv")}

@@ -101,14 +101,23 @@ _VIEWS = text(
     "  array_agg(DISTINCT t.oid::regclass::text) AS tables,"
     "  EXISTS (SELECT FROM unnest(coalesce(v.reloptions, '{}')) o WHERE lower(o) IN"
     "   ('security_invoker=true', 'security_invoker=on', 'security_invoker=yes',"
-    "    'security_invoker=1')) AS invoker"
+    "    'security_invoker=1')) AS invoker,"
+    # a definer-rights door that is safe: a security_barrier view filtering by a setting
+    "  (EXISTS (SELECT FROM unnest(coalesce(v.reloptions, '{}')) o WHERE lower(o) IN"
+    "   ('security_barrier=true', 'security_barrier=on', 'security_barrier=yes',"
+    "    'security_barrier=1'))"
+    "   AND pg_get_viewdef(v.oid) LIKE '%current_setting(%') AS filtered,"
+    # who may read it directly: PUBLIC or any role the RLS tables' policies name
+    "  has_table_privilege('public', v.oid, 'SELECT') OR EXISTS (SELECT FROM pg_policy p,"
+    "   unnest(p.polroles) r WHERE p.polrelid = ANY(array_agg(DISTINCT t.oid)) AND r <> 0"
+    "   AND has_table_privilege(r, v.oid, 'SELECT')) AS readable"
     " FROM reach JOIN pg_class v ON v.oid = reach.view"
     " JOIN pg_namespace n ON n.oid = v.relnamespace"
     " JOIN pg_class t ON t.oid = reach.rel AND t.relkind IN ('r', 'p') AND t.relrowsecurity"
     " WHERE v.relkind IN ('v', 'm') AND CASE WHEN CAST(:ids AS oid[]) IS NULL"
     "  THEN n.nspname = ANY(CAST(:schemas AS text[]))"
     "  ELSE t.oid = ANY(CAST(:ids AS oid[])) END"
-    " GROUP BY 1, 2, 3, 4, 6 ORDER BY 2, 3"
+    " GROUP BY v.oid, n.nspname, v.relname, v.relkind, v.reloptions ORDER BY 2, 3"
 )
 
 _PARTITIONS = text(
@@ -306,13 +315,14 @@ def _resolve(conn: Connection, tables: Iterable[Table | str] | None) -> list[int
 def _view_findings(conn: Connection, params: Mapping[str, Any]) -> Iterator[Finding]:
     for r in conn.execute(_VIEWS, params).mappings():
         name, tables = _qualified(r["schema"], r["name"]), ", ".join(sorted(r["tables"]))
-        if r["kind"] == "m":
+        if r["kind"] == "m" and r["readable"]:
             yield Finding("matview_over_rls", name, (
-                f"materialized view over {tables} (row-level security): it is filled with "
-                "its owner's rights, so every reader sees every row; restrict access to it "
-                "or filter it through a security_invoker view."
+                f"materialized view over {tables} (row-level security) that the application "
+                "role may read: it is filled with its owner's rights, so every reader sees "
+                "every row; revoke SELECT on it and read it through a tenant-filtered view "
+                "(views.tenant_materialized_view())."
             ))
-        elif not r["invoker"]:
+        elif r["kind"] == "v" and not r["invoker"] and not r["filtered"]:
             yield Finding("view_without_security_invoker", name, (
                 f"reads {tables} (row-level security) with its owner's rights, who bypasses "
                 "the policies, so every reader sees every row; ALTER VIEW ... SET "
