@@ -1,0 +1,5 @@
+"""``python -m pgpatterns``: the ``pgpatterns`` command line."""
+
+from pgpatterns.cli import main
+
+raise SystemExit(main())
