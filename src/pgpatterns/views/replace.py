@@ -20,12 +20,15 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Index, Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql import visitors
+from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.ddl import ExecutableDDLElement
 
 from pgpatterns.ddl import MaterializedView
-from pgpatterns.ddl.base import regname
+from pgpatterns.ddl.base import qualified, regname
 from pgpatterns.errors import ViewReplaceError
 from pgpatterns.views.declare import as_view
 
@@ -143,7 +146,6 @@ def _swap(
     conn: Connection, obj: MaterializedView, kept: list[dict[str, Any]],
     grants: list[tuple[str, str | None]],
 ) -> Replaced:
-    prep = conn.dialect.identifier_preparer
     tag = secrets.token_hex(4)
     twin = dataclasses.replace(obj, name=f"pgp_new_{tag}", indexes=(), depends_on=())
     final: list[tuple[str, Index]] = []
@@ -163,23 +165,50 @@ def _swap(
         conn.execute(CreateIndex(index))
     for ddl in obj.drop_ddl():
         conn.execute(ddl)  # old indexes go with it, freeing their names
-    where = f"{prep.quote_schema(obj.schema)}." if obj.schema else ""
-    new, old = prep.quote(twin.name), prep.quote(obj.name)
-    conn.execute(text(f"ALTER MATERIALIZED VIEW {where}{new} RENAME TO {old}"))
+    schema = obj.schema
+    conn.execute(_Rename("MATERIALIZED VIEW", schema, twin.name, obj.name))
     for name, index in final:
-        tmp = prep.quote(str(index.name))
-        conn.execute(text(f"ALTER INDEX {where}{tmp} RENAME TO {prep.quote(name)}"))
-    target = f"{where}{prep.quote(obj.name)}"
+        conn.execute(_Rename("INDEX", schema, str(index.name), name))
     done: list[tuple[str, str]] = []
     for privilege, role in grants:
         if privilege not in _PRIVILEGES:
             continue
-        who = "PUBLIC" if role is None else prep.quote(role)
-        conn.execute(text(f"GRANT {privilege} ON {target} TO {who}"))
+        conn.execute(_Grant(privilege, schema, obj.name, role))
         done.append((privilege, role or "PUBLIC"))
     return Replaced(
         obj.name, [n for n, _ in final], [str(r["name"]) for r in kept], done, created=False
     )
+
+
+class _Rename(ExecutableDDLElement):
+    """``ALTER <kind> [schema.]old RENAME TO new``, quoted by the executing dialect."""
+
+    inherit_cache = False
+
+    def __init__(self, kind: str, schema: str | None, old: str, new: str) -> None:
+        self.kind, self.schema, self.old, self.new = kind, schema, old, new
+
+
+class _Grant(ExecutableDDLElement):
+    """``GRANT <privilege> ON [schema.]name TO role`` (``PUBLIC`` for ``None``)."""
+
+    inherit_cache = False
+
+    def __init__(self, privilege: str, schema: str | None, name: str, role: str | None) -> None:
+        self.privilege, self.schema, self.name, self.role = privilege, schema, name, role
+
+
+@compiles(_Rename)
+def _compile_rename(element: _Rename, compiler: DDLCompiler, **kw: Any) -> str:
+    old = qualified(compiler, element.old, element.schema)
+    return f"ALTER {element.kind} {old} RENAME TO {compiler.preparer.quote(element.new)}"
+
+
+@compiles(_Grant)
+def _compile_grant(element: _Grant, compiler: DDLCompiler, **kw: Any) -> str:
+    who = "PUBLIC" if element.role is None else compiler.preparer.quote(element.role)
+    target = qualified(compiler, element.name, element.schema)
+    return f"GRANT {element.privilege} ON {target} TO {who}"
 
 
 def _retarget(index: Index, table: Table, name: str) -> Index:
