@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Connection, MetaData, Table, text
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.ddl import ExecutableDDLElement
 
 from pgpatterns.ddl.base import (
     OWNER_KEY,
@@ -29,7 +31,7 @@ from pgpatterns.ddl.base import (
 )
 from pgpatterns.errors import DDLOptionError
 
-__all__ = ["MAXVALUE", "MINVALUE", "Partition"]
+__all__ = ["MAXVALUE", "MINVALUE", "DetachPartition", "Partition"]
 
 
 class _Bound:
@@ -90,10 +92,8 @@ class Partition(SchemaObject):
             raise DDLOptionError(f"{owner}: range_ must be a (from, to) pair.")
         if self.list_ is not None and not list(self.list_):
             raise DDLOptionError(f"{owner}: list_ is empty; pass the values it holds.")
-        if self.hash_ is not None and (
-            len(self.hash_) != 2 or not all(isinstance(v, int) for v in self.hash_)
-        ):
-            raise DDLOptionError(f"{owner}: hash_ must be (modulus, remainder) integers.")
+        if self.hash_ is not None:
+            self._check_hash(owner)
         if self.schema is None:
             self.schema = self.parent_table.schema
         self._table = Table(
@@ -103,6 +103,25 @@ class Partition(SchemaObject):
             schema=self.schema,
         )
         self._table.info[OWNER_KEY] = self
+
+    def _check_hash(self, owner: str) -> None:
+        pair = self.hash_
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+        ):
+            raise DDLOptionError(
+                f"{owner}: hash_={pair!r} is not accepted: pass (modulus, remainder) as two "
+                "ints, e.g. hash_=(4, 0)."
+            )
+        modulus, remainder = pair
+        if not 1 <= modulus <= 2**31 - 1 or not 0 <= remainder < modulus:
+            raise DDLOptionError(
+                f"{owner}: hash_={tuple(pair)!r} is not accepted: the modulus must be an int "
+                "from 1 to 2147483647 and the remainder from 0 to modulus - 1 (PostgreSQL "
+                "refuses anything else); e.g. hash_=(4, 0) ... hash_=(4, 3)."
+            )
 
     @property
     def identity(self) -> Identity:
@@ -186,3 +205,32 @@ class Partition(SchemaObject):
         if actual["bound"] != expected["bound"]:
             return [f"{self.describe()}: bound is {actual['bound']}, declared {expected['bound']}"]
         return []
+
+
+class DetachPartition(ExecutableDDLElement):
+    """``ALTER TABLE parent DETACH PARTITION name [CONCURRENTLY]``, quoted by the dialect.
+
+    Examples:
+        >>> from pgpatterns.ddl.base import pg_dialect
+        >>> print(DetachPartition(("ev%x", "s"), ("ev%x_p1", "s")).compile(dialect=pg_dialect()))
+        ALTER TABLE s."ev%x" DETACH PARTITION s."ev%x_p1"
+
+    ``parent`` and ``partition`` are ``(name, schema)`` pairs (schema may be ``None``).
+    """
+
+    def __init__(
+        self, parent: tuple[str, str | None], partition: tuple[str, str | None], *,
+        concurrently: bool = False,
+    ) -> None:
+        self.parent = parent
+        self.partition = partition
+        self.concurrently = concurrently
+
+
+@compiles(DetachPartition, "postgresql")
+def _compile_detach(element: DetachPartition, compiler: DDLCompiler, **kw: Any) -> str:
+    how = " CONCURRENTLY" if element.concurrently else ""
+    return (
+        f"ALTER TABLE {qualified(compiler, *element.parent)} DETACH PARTITION "
+        f"{qualified(compiler, *element.partition)}{how}"
+    )

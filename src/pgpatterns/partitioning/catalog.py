@@ -100,6 +100,8 @@ def read_partitions(
     texts: list[str] = []
     for found in rows:
         row = dict(found)
+        if row["bound"] is None:
+            continue  # dropped after this transaction's snapshot (REPEATABLE READ and above)
         match = _RANGE.match(row["bound"]) if scheme.method == "range" else None
         if match is None:
             parsed.append((row, None, None))

@@ -22,11 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Index, Table, UniqueConstraint
+from sqlalchemy import Column, Connection, Index, Table, UniqueConstraint, event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from pgpatterns.ddl import MAXVALUE, MINVALUE, Partition, attach
-from pgpatterns.ddl.base import pg_dialect
+from pgpatterns.ddl.base import pg_dialect, short_name
 from pgpatterns.errors import PartitionBoundsError, PartitionError, PartitionKeyError
 from pgpatterns.partitioning.periods import Step, zone
 
@@ -47,7 +48,6 @@ __all__ = [
 
 SCHEME_INFO = "pgpatterns.partitioning.scheme"
 """``Table.info`` key holding the :class:`PartitionScheme` declared by :func:`partition_by`."""
-_MAX_IDENTIFIER = 63
 _METHODS = ("range", "list", "hash")
 
 
@@ -161,17 +161,17 @@ class PartitionScheme:
     @property
     def partition_by(self) -> str:
         """The ``PARTITION BY`` clause text (what ``postgresql_partition_by`` holds)."""
-        return str(self.table.dialect_options["postgresql"]["partition_by"])
+        return self.clause_for(pg_dialect())
+
+    def clause_for(self, dialect: Dialect) -> str:
+        """The ``PARTITION BY`` clause quoted by ``dialect`` (``%`` doubled for psycopg's
+        paramstyle, as the dialect does for every identifier it renders)."""
+        return f"{self.method.upper()} ({_render_key(self.key, self.expression, dialect)})"
 
     def partition_name(self, suffix: str) -> str:
-        """``<table>_<suffix>``, checked against PostgreSQL's 63-byte identifier limit."""
-        name = f"{self.table.name}_{suffix}"
-        if len(name.encode()) > _MAX_IDENTIFIER:
-            raise PartitionBoundsError(
-                f"partition name {name!r} is longer than {_MAX_IDENTIFIER} bytes and PostgreSQL "
-                "would truncate it; shorten the table name or pass name= explicitly."
-            )
-        return name
+        """``<table>_<suffix>``, shortened with a hash when over PostgreSQL's 63 bytes
+        (:func:`pgpatterns.ddl.base.short_name`: deterministic, never truncated silently)."""
+        return short_name(self.table.name, suffix=f"_{suffix}")
 
 
 def _table_of(target: Any) -> Table:
@@ -259,7 +259,7 @@ def partition_by(
         )
     step = _interval(table, method, names, expression, interval)
     zone(timezone)
-    clause = f"{method.upper()} ({_render_key(names, expression)})"
+    clause = f"{method.upper()} ({_render_key(names, expression, pg_dialect())})"
     current = table.dialect_options["postgresql"]["partition_by"]
     if current is not None and current != clause:
         raise PartitionError(
@@ -275,12 +275,28 @@ def partition_by(
     scheme.partitions = build_partitions(scheme, flat, allow_gaps=allow_gaps)
     table.dialect_kwargs["postgresql_partition_by"] = clause
     table.info[SCHEME_INFO] = scheme
+    event.listen(table, "before_create", _quote_for_connection)
+    event.listen(table, "after_create", _restore_clause)
     if scheme.partitions:
         from pgpatterns.partitioning.security import attach_parent_rls
 
         attach(table.metadata, *scheme.partitions)
         attach_parent_rls(table.metadata)  # and again before create_all: RLS declared later
     return scheme
+
+
+def _quote_for_connection(table: Table, connection: Connection, **kw: Any) -> None:
+    """``CREATE TABLE`` puts ``postgresql_partition_by`` in verbatim: give it the key quoted
+    by the executing dialect (a key named ``k d%s`` must reach psycopg as ``k d%%s``)."""
+    scheme = table.info.get(SCHEME_INFO)
+    if isinstance(scheme, PartitionScheme):
+        table.dialect_kwargs["postgresql_partition_by"] = scheme.clause_for(connection.dialect)
+
+
+def _restore_clause(table: Table, connection: Connection, **kw: Any) -> None:
+    scheme = table.info.get(SCHEME_INFO)
+    if isinstance(scheme, PartitionScheme):
+        table.dialect_kwargs["postgresql_partition_by"] = scheme.partition_by
 
 
 def _is_spec(item: Any) -> bool:
@@ -338,8 +354,9 @@ def _check_uniques(
             )
 
 
-def _render_key(names: tuple[str, ...], expression: ColumnElement[Any] | None) -> str:
-    dialect = pg_dialect()
+def _render_key(
+    names: tuple[str, ...], expression: ColumnElement[Any] | None, dialect: Dialect
+) -> str:
     if expression is not None:
         # the key refers to the table's own columns: render them unqualified
         options = {"literal_binds": True, "include_table": False}

@@ -10,12 +10,10 @@ Examples:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Connection, MetaData, Table, func, select, text
+from sqlalchemy import Column, Connection, MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -26,6 +24,13 @@ from pgpatterns.errors import (
     PartitionError,
     PartitionRetentionError,
 )
+from pgpatterns.partitioning._apply import (
+    autocommit,
+    create_partition,
+    detach_partition,
+    locked,
+)
+from pgpatterns.partitioning._checks import check_ahead, check_now, window
 from pgpatterns.partitioning.bounds import bound_key, show
 from pgpatterns.partitioning.catalog import (
     ExistingPartition,
@@ -34,7 +39,12 @@ from pgpatterns.partitioning.catalog import (
     read_parent,
     read_partitions,
 )
-from pgpatterns.partitioning.declare import PartitionScheme, partition_scheme, python_type
+from pgpatterns.partitioning.declare import (
+    PartitionScheme,
+    coerce,
+    partition_scheme,
+    python_type,
+)
 from pgpatterns.partitioning.periods import Step, zone
 
 __all__ = [
@@ -46,11 +56,6 @@ __all__ = [
     "retain",
     "retain_async",
 ]
-
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
-_LOCK_SESSION = text("SELECT pg_advisory_lock(hashtextextended(:k, 0))")
-_UNLOCK_SESSION = text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))")
-
 
 @dataclass(frozen=True)
 class BlockedRange:
@@ -75,11 +80,12 @@ def _step(scheme: PartitionScheme, interval: str | int | None) -> Step:
     return scheme.interval
 
 
-def _now(conn: Connection, scheme: PartitionScheme, now: Any) -> Any:
+def _now(conn: Connection | None, scheme: PartitionScheme, now: Any) -> Any:
     kind = python_type(scheme.key_column)
     if now is not None:
         return now
     if kind is not None and issubclass(kind, int):
+        assert conn is not None  # integer keys: "now" is the largest key in the table
         top = conn.execute(select(func.max(scheme.key_column))).scalar()
         return top or 0
     current = dt.datetime.now(dt.timezone.utc).astimezone(zone(scheme.timezone))
@@ -88,30 +94,6 @@ def _now(conn: Connection, scheme: PartitionScheme, now: Any) -> Any:
     if not getattr(scheme.key_column.type, "timezone", False):
         return current.replace(tzinfo=None)
     return current
-
-
-def _key(conn: Connection, parent: Parent) -> str:
-    return f"pgpatterns.partitioning:{parent.oid}"
-
-
-def _autocommit(conn: Connection) -> bool:
-    driver = conn.connection.driver_connection
-    return bool(getattr(driver, "autocommit", False))
-
-
-@contextmanager
-def _locked(conn: Connection, parent: Parent) -> Iterator[None]:
-    """Serialize maintenance of one table: concurrent runs wait, then see the new catalog."""
-    key = {"k": _key(conn, parent)}
-    if not _autocommit(conn):
-        conn.execute(_LOCK, key)  # released at commit/rollback
-        yield
-        return
-    conn.execute(_LOCK_SESSION, key)
-    try:
-        yield
-    finally:
-        conn.execute(_UNLOCK_SESSION, key)
 
 
 def _uncovered(
@@ -136,16 +118,20 @@ def _uncovered(
     return pieces
 
 
+def _precheck(scheme: PartitionScheme, step: Step, ahead: int, now: Any) -> None:
+    """The window's bounds exist, checked before any SQL when ``now`` needs no query."""
+    kind = python_type(scheme.key_column)
+    if now is not None or kind is None or not issubclass(kind, int):
+        window(scheme, step, ahead, _now(None, scheme, now))
+
+
 def _wanted(
     conn: Connection, scheme: PartitionScheme, parts: list[ExistingPartition], step: Step,
     ahead: int, now: Any,
 ) -> list[tuple[Any, Any]]:
-    if isinstance(ahead, bool) or not isinstance(ahead, int) or ahead < 0:
-        raise PartitionBoundsError(f"ahead={ahead!r} must be an int >= 0 (periods after now).")
-    start = step.align(_now(conn, scheme, now), scheme.timezone)
     out: list[tuple[Any, Any]] = []
-    for k in range(ahead + 1):
-        out += _uncovered((step.add(start, k), step.add(start, k + 1)), parts)
+    for period in window(scheme, step, ahead, _now(conn, scheme, now)):
+        out += _uncovered(period, parts)
     return out
 
 
@@ -187,10 +173,14 @@ def check_default_partition(
     the parent, delete them from it, and attach it again.
     """
     scheme = partition_scheme(target)
+    ahead = check_ahead(ahead, "check_default_partition")
+    now = check_now(scheme, now, "check_default_partition")
+    step = _step(scheme, interval)
+    _precheck(scheme, step, ahead, now)
     conn = conn_of(session)
     parent = read_parent(conn, scheme)
     parts = read_partitions(conn, scheme, parent)
-    ranges = _wanted(conn, scheme, parts, _step(scheme, interval), ahead, now)
+    ranges = _wanted(conn, scheme, parts, step, ahead, now)
     return _blocked(conn, scheme, parts, ranges)
 
 
@@ -245,11 +235,14 @@ def ensure_partitions(
         under an ACCESS EXCLUSIVE lock: keep the default small, or have none.
     """
     scheme = partition_scheme(target)
+    ahead = check_ahead(ahead, "ensure_partitions")
+    now = check_now(scheme, now, "ensure_partitions")
     step = _step(scheme, interval)
+    _precheck(scheme, step, ahead, now)
     conn = conn_of(session)
     parent = read_parent(conn, scheme)
     created: list[str] = []
-    with _locked(conn, parent):
+    with locked(conn, parent):
         parts = read_partitions(conn, scheme, parent)
         ranges = _wanted(conn, scheme, parts, step, ahead, now)
         blocked = _blocked(conn, scheme, parts, ranges)
@@ -265,13 +258,9 @@ def ensure_partitions(
         for low, high in ranges:
             name = _name(scheme, step, low, taken)
             part = Partition(name, scheme.table, schema=parent.schema, range_=(low, high))
-            for ddl in part.create_ddl():
-                conn.execute(ddl)
-            for obj in _rls_for(scheme, parent, part):
-                for ddl in obj.create_ddl():
-                    conn.execute(ddl)
+            if create_partition(conn, scheme, parent, part, _rls_for(scheme, parent, part)):
+                created.append(name)
             taken.add(name)
-            created.append(name)
     return created
 
 
@@ -305,11 +294,15 @@ def retain(
         raise PartitionRetentionError(
             f"{owner}: pass exactly one of keep='12 months' (relative to now) or before=<value>."
         )
+    now = check_now(scheme, now, "retain")
+    if before is not None:
+        before = coerce(scheme.key_column, before, scheme.timezone)
+    keep_step = Step.parse(keep) if keep is not None else None
     conn = conn_of(session)
     parent = read_parent(conn, scheme)
     current = _now(conn, scheme, now)
-    cutoff = Step.parse(keep).subtract_from(current) if keep is not None else before
-    with _locked(conn, parent):
+    cutoff = keep_step.subtract_from(current) if keep_step is not None else before
+    with locked(conn, parent):
         parts = read_partitions(conn, scheme, parent)
         old = [
             p for p in parts
@@ -324,15 +317,12 @@ def retain(
                     "writes; choose a cutoff before now. Nothing was detached or dropped."
                 )
         use_concurrently = _concurrently(conn, parent, parts, concurrently, owner)
-        prep = conn.dialect.identifier_preparer
-        parent_sql = f"{prep.quote_schema(parent.schema)}.{prep.quote(scheme.table.name)}"
-        how = " CONCURRENTLY" if use_concurrently else ""
-        for p in old:
-            name = f"{prep.quote_schema(p.schema)}.{prep.quote(p.name)}"
-            conn.execute(text(f"ALTER TABLE {parent_sql} DETACH PARTITION {name}{how}"))
-            if mode == "drop":
-                conn.execute(text(f"DROP TABLE {name}"))
-    return [p.name for p in old]
+        removed = [
+            p.name for p in old
+            if detach_partition(conn, scheme, parent, p, concurrently=use_concurrently,
+                                drop=mode == "drop")
+        ]
+    return removed
 
 
 def _concurrently(
@@ -344,7 +334,7 @@ def _concurrently(
         reasons.append("it needs PostgreSQL 14+")
     if any(p.is_default for p in parts):
         reasons.append("the table has a default partition")
-    if not _autocommit(conn):
+    if not autocommit(conn):
         reasons.append(
             "it cannot run inside a transaction block (use a session on an engine with "
             "execution_options(isolation_level='AUTOCOMMIT'))"
