@@ -8,7 +8,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,6 +21,7 @@ from pgpatterns.ddl.base import (
     SchemaObject,
     check_choice,
     check_type,
+    literal_sql,
     qualified,
     raw_text,
     regname,
@@ -30,6 +32,7 @@ from pgpatterns.errors import DDLOptionError
 __all__ = ["Function", "dollar_quote"]
 
 LANGUAGES = ("sql", "plpgsql")
+_SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 VOLATILITIES = ("volatile", "stable", "immutable")
 
 
@@ -75,6 +78,7 @@ class Function(SchemaObject):
     volatility: str = field(default="volatile", kw_only=True)
     security_definer: bool = field(default=False, kw_only=True)
     search_path: Sequence[str] | None = field(default=None, kw_only=True)
+    settings: Mapping[str, str] = field(default_factory=dict, kw_only=True)
 
     def validate(self) -> None:
         owner = f"Function {self.name!r}"
@@ -90,6 +94,15 @@ class Function(SchemaObject):
             raise DDLOptionError(f"{owner}: body is empty; pass the function's source text.")
         if isinstance(self.search_path, str):
             self.search_path = (self.search_path,)
+        self.settings = dict(self.settings)
+        for key, value in self.settings.items():
+            if not isinstance(key, str) or not _SETTING.match(key) or key == "search_path":
+                raise DDLOptionError(
+                    f"{owner}: settings key {key!r} is not a setting name (use search_path= "
+                    "for the path); pass names like 'plan_cache_mode'."
+                )
+            if not isinstance(value, str) or "\x00" in value:
+                raise DDLOptionError(f"{owner}: settings[{key!r}] must be a str, got {value!r}.")
         if self.security_definer and not self.search_path:
             raise DDLOptionError(
                 f"{owner}: SECURITY DEFINER without a pinned search_path lets callers "
@@ -121,6 +134,8 @@ class Function(SchemaObject):
         if self.search_path:
             path = ", ".join(compiler.preparer.quote_schema(s) for s in self.search_path)
             parts.append(f"SET search_path = {path}")
+        for key, value in self.settings.items():  # name checked by validate(); value a literal
+            parts.append(f"SET {key} = {literal_sql(compiler, value)}")
         parts.append(f"AS {raw_text(compiler, dollar_quote(self.body))}")
         return [" ".join(parts)]
 

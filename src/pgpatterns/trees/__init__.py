@@ -34,9 +34,10 @@ from __future__ import annotations
 from pgpatterns.trees.cte import CycleClause, SearchClause, cte_column, with_cycle, with_search
 from pgpatterns.trees.edit import delete_node, delete_node_async, insert_node, insert_node_async
 from pgpatterns.trees.errors import tree_errors
-from pgpatterns.trees.guard import move, move_async, tree_guard
+from pgpatterns.trees.guard import tree_guard
 from pgpatterns.trees.load import bulk_load, bulk_load_async, load_subtree, load_subtree_async
 from pgpatterns.trees.model import AdjacencyListMixin, TreeOptions
+from pgpatterns.trees.moving import move, move_async
 from pgpatterns.trees.problems import TreeProblem, find_problems, find_problems_async
 from pgpatterns.trees.query import (
     ancestors,

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from pgpatterns._args import key_value
 from pgpatterns.errors import (
     TreeCycleError,
     TreeHasChildrenError,
@@ -72,6 +73,7 @@ def _insert_plan(tree: Tree, node: Any, parent: Any) -> tuple[Any, Any]:
     if parent is None:
         return None, None
     if not isinstance(parent, tree.model):
+        parent = key_value("insert_node", "parent", parent, tree.key.type)
         if parent == tree.key_of(node):
             raise _own_parent(tree, parent)
         return None, parent

@@ -24,9 +24,10 @@ from typing import Any
 
 from sqlalchemy import ForeignKeyConstraint
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError, InvalidRequestError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 
 from pgpatterns.errors import (
+    TreeConcurrentUpdateError,
     TreeCycleError,
     TreeError,
     TreeHasChildrenError,
@@ -38,6 +39,8 @@ from pgpatterns.trees.model import AdjacencyListMixin, Tree, tree_of
 
 __all__ = ["tree_errors"]
 
+# serialization_failure, deadlock_detected: the transaction lost a race; retry it
+RETRYABLE_STATES = ("40001", "40P01")
 # foreign_key_violation; restrict_violation (ON DELETE RESTRICT reports this one)
 _FOREIGN_KEY_STATES = ("23503", "23001")
 _NAMEDATALEN = 64
@@ -166,6 +169,30 @@ def translate(exc: IntegrityError, trees: list[Tree] | None = None) -> TreeError
     return None
 
 
+def concurrent(exc: DBAPIError, what: str = "the tree write") -> TreeConcurrentUpdateError | None:
+    """:class:`TreeConcurrentUpdateError` for a serialization failure or deadlock, else None.
+
+    Examples:
+        >>> concurrent(operational_error)  # doctest: +SKIP
+        TreeConcurrentUpdateError('the tree write lost a race with a concurrent ...')
+    """
+    state = getattr(exc.orig, "sqlstate", None)
+    if state not in RETRYABLE_STATES:
+        return None
+    why = "a deadlock" if state == "40P01" else "a concurrent change after its snapshot"
+    return TreeConcurrentUpdateError(
+        f"{what} lost a race with another transaction ({why}, SQLSTATE {state}); roll the "
+        "transaction back and retry it from the start (with fresh data)."
+    )
+
+
+def translate_any(exc: DBAPIError, trees: list[Tree] | None, what: str) -> Exception | None:
+    """:func:`translate` for integrity errors, :func:`concurrent` for retryable ones."""
+    if isinstance(exc, IntegrityError):
+        return translate(exc, trees)
+    return concurrent(exc, what)
+
+
 @contextmanager
 def tree_errors(*models: type[Any]) -> Iterator[None]:
     """Turn refusals by a tree's guard trigger or ``parent_id`` foreign key into typed errors.
@@ -185,8 +212,11 @@ def tree_errors(*models: type[Any]) -> Iterator[None]:
     ``parent_id`` without a row :class:`~pgpatterns.errors.TreeNodeNotFoundError`, and
     deleting a node with children under ``on_delete="restrict"``
     :class:`~pgpatterns.errors.TreeHasChildrenError`. The original ``IntegrityError`` is
-    ``__cause__``; the transaction is aborted as before (roll back). Any other error is
-    re-raised unchanged.
+    ``__cause__``; the transaction is aborted as before (roll back). A serialization
+    failure or deadlock (SQLSTATE 40001/40P01: a concurrent move at REPEATABLE READ or
+    SERIALIZABLE) raises :class:`~pgpatterns.errors.TreeConcurrentUpdateError`: roll back
+    and retry the transaction. A duplicate key (23505) is not a tree error and passes
+    through as ``IntegrityError``. Any other error is re-raised unchanged.
 
     Args:
         *models: The tree models to recognise; none: every mapped ``AdjacencyListMixin``
@@ -200,8 +230,8 @@ def tree_errors(*models: type[Any]) -> Iterator[None]:
     trees = [tree_of(model) for model in models] or None
     try:
         yield
-    except IntegrityError as exc:
-        error = translate(exc, trees)
+    except DBAPIError as exc:
+        error = translate_any(exc, trees, "the tree write")
         if error is None:
             raise
         raise error from exc

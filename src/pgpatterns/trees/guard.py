@@ -1,98 +1,200 @@
-"""Integrity: the database trigger that forbids cycles, and ``move`` that checks first.
+"""Integrity in the database: the trigger that forbids cycles and cross-scope parents.
 
 Examples:
     >>> from pgpatterns.ddl import attach
-    >>> from pgpatterns.trees import move, tree_guard
+    >>> from pgpatterns.trees import tree_guard
     >>> attach(Base.metadata, *tree_guard(Category))  # doctest: +SKIP
-    >>> move(session, laptops, new_parent=phones)  # doctest: +SKIP
+
+What the trigger does, per written row:
+
+* **Inserts** read only rows of the same statement that point at the new key (a new key
+  can have no other children) and, on a scoped tree, the parent's scope (the parent row is
+  locked ``FOR SHARE``, so a concurrent scope change of the parent waits). No tree lock:
+  an uncommitted row cannot become anyone's ancestor.
+* **Moves** (an ``UPDATE`` of ``parent_id``) take ``pg_advisory_xact_lock`` on (table,
+  scope), held until commit, so moves in one tree (one tenant of a scoped tree) run one at
+  a time; then walk the new parent's ancestors one row at a time, each locked
+  ``FOR SHARE``. At READ COMMITTED the lock returns the latest committed version of each
+  row, so a move committed meanwhile is seen; at REPEATABLE READ and SERIALIZABLE locking
+  a row that changed after the transaction's snapshot fails with a serialization failure
+  (SQLSTATE 40001), which :func:`~pgpatterns.trees.move` and
+  :func:`~pgpatterns.trees.tree_errors` raise as
+  :class:`~pgpatterns.errors.TreeConcurrentUpdateError`: roll back and retry the whole
+  transaction. A deadlock (40P01, e.g. a raw ``UPDATE`` holding a node's row lock while
+  another mover walks through it) is raised the same way.
+* **Scope changes** (``UPDATE ... SET tenant_id``) of a node that has children are refused
+  (``TreeScopeError``): the children would be stranded in the old scope.
+
+Why ``SECURITY DEFINER``: under row-level security the writer sees only its own rows, so
+a trigger running with the writer's rights could not see another tenant's parent and
+would accept it. The function runs as its owner, with ``search_path`` pinned to
+``pg_catalog, pg_temp`` (``pg_temp`` last, so no temporary object can shadow anything it
+uses), and names the table by the trigger's own relation (``TG_RELID::regclass``), never
+by an unqualified name: the table may live in any schema and no writer's ``search_path``
+matters. Its queries are therefore dynamic (``EXECUTE ... USING``), which also plans each
+one for the table as it is now (the parent index once the table has grown), never a plan
+cached while the table was empty. A trigger function cannot be called directly, so the
+app role can run nothing that returns rows through it.
 
 Warning:
-    The trigger serialises re-parenting per tree: an ``UPDATE`` that changes ``parent_id``
-    takes ``pg_advisory_xact_lock`` on (table, scope) before it walks the new parent's
-    ancestors, and holds it until commit. That is what makes two concurrent moves that
-    together would close a cycle safe at READ COMMITTED (the second waits, then sees the
-    first); its cost is that concurrent moves in the same tree (the same tenant of a
-    scoped tree) wait for each other. Inserts take no lock (nothing can point at a row
-    another transaction has not committed). The function names the table unqualified
-    unless the table has a schema: keep the table on the search_path of every writer, or
-    give it a schema. Needs PostgreSQL 11+ (``hashtextextended``).
+    The function's owner (the role that runs ``create_all``) must see every row: a
+    superuser, a role with ``BYPASSRLS``, or one a policy shows all rows to. Under ``FORCE
+    ROW LEVEL SECURITY`` an owner without that would see nothing and pass everything, so
+    the trigger refuses to run blind (SQLSTATE 42501, "tree guard ... subject to row-level
+    security"). At REPEATABLE READ, a scope change of a childless node racing a concurrent
+    insert of a child under it is caught only by a composite ``(scope, parent_id)``
+    foreign key (tenant-scoped models get one) or at SERIALIZABLE. Needs PostgreSQL 11+.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, String, exists, literal, select
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, String, Text, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import OID, REGCLASS
 
 from pgpatterns.ddl import Function, Trigger
-from pgpatterns.errors import TreeCycleError, TreeNodeNotFoundError, TreeScopeError
-from pgpatterns.trees.errors import labels, translate
+from pgpatterns.ddl.base import body_ident, pg_dialect, regname, short_name, type_sql
+from pgpatterns.trees.errors import labels
 from pgpatterns.trees.model import Tree, tree_of
-from pgpatterns.trees.query import ancestors_cte
 
-__all__ = ["move", "move_async", "tree_guard"]
+__all__ = ["lock_stmt", "tree_guard"]
+
+SEARCH_PATH = ("pg_catalog", "pg_temp")
 
 
-def _quote_literal(value: str) -> str:
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+def _literal(value: str) -> str:
+    """A SQL string literal, rendered by the dialect (``named``: ``%`` kept as is)."""
     compiled = literal(value, String()).compile(
-        dialect=dialect, compile_kwargs={"literal_binds": True}
+        dialect=pg_dialect(), compile_kwargs={"literal_binds": True}
     )
     return str(compiled)
 
 
-def _guard_body(tree: Tree) -> str:
-    prep = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
-    table = prep.format_table(tree.table)
-    key, parent = prep.quote(tree.key.name), prep.quote(tree.parent.name)
-    cycle, scope_label = (_quote_literal(s) for s in labels(tree))
-    scope = prep.quote(tree.scope.name) if tree.scope is not None else None
-    unchanged = f"NEW.{parent} IS NOT DISTINCT FROM OLD.{parent}"
-    if scope:
-        unchanged += f" AND NEW.{scope} IS NOT DISTINCT FROM OLD.{scope}"
-    scope_check = lock_scope = ""
-    if scope:
-        # identifiers quoted by the dialect's preparer, labels as SQL literals; no values
-        scope_check = f"""
-  IF EXISTS (SELECT FROM {table} p WHERE p.{key} = NEW.{parent}
-             AND p.{scope} IS DISTINCT FROM NEW.{scope}) THEN
-    RAISE EXCEPTION 'cannot make % the parent of %: it belongs to another scope',
-      NEW.{parent}, NEW.{key}
-      USING ERRCODE = 'check_violation', CONSTRAINT = {scope_label},
-      HINT = 'a parent must have the same scope value as its children';
-  END IF;"""  # noqa: S608
-        lock_scope = f" || ':' || coalesce(NEW.{scope}::text, '')"
-    return f"""
-BEGIN
-  IF NEW.{parent} IS NULL THEN RETURN NEW; END IF;
-  IF TG_OP = 'UPDATE' AND {unchanged} THEN RETURN NEW; END IF;
-  IF NEW.{parent} = NEW.{key} THEN
-    RAISE EXCEPTION 'cannot make % its own parent', NEW.{key}
-      USING ERRCODE = 'check_violation', CONSTRAINT = {cycle};
-  END IF;{scope_check}
-  IF TG_OP = 'UPDATE' THEN
-    -- one re-parenting at a time per tree: the walk below then sees committed moves
-    PERFORM pg_advisory_xact_lock(hashtextextended(TG_RELID::text{lock_scope}, 0));
-  ELSIF NOT EXISTS (SELECT FROM {table} c WHERE c.{parent} = NEW.{key}) THEN
-    RETURN NEW;  -- a new row that nothing points to cannot close a cycle
-  END IF;
-  IF EXISTS (
-    WITH RECURSIVE up(k, p, seen) AS (
-      SELECT a.{key}, a.{parent}, ARRAY[a.{key}] FROM {table} a WHERE a.{key} = NEW.{parent}
-      UNION ALL
-      SELECT a.{key}, a.{parent}, up.seen || a.{key}
-      FROM {table} a JOIN up ON a.{key} = up.p WHERE a.{key} <> ALL (up.seen)
+def _lock(scope: str | None, row: str) -> str:
+    key = "TG_RELID::text" + (f" || ':' || coalesce({row}.{scope}::text, '')" if scope else "")
+    return f"PERFORM pg_advisory_xact_lock(hashtextextended({key}, 0));"
+
+
+def _raise(message: str, args: str, label: str, hint: str = "") -> str:
+    hint_sql = f",\n        HINT = {_literal(hint)}" if hint else ""
+    return (
+        f"RAISE EXCEPTION {_literal(message)}, {args}\n"
+        f"        USING ERRCODE = 'check_violation', CONSTRAINT = {_literal(label)}{hint_sql};"
     )
-    SELECT FROM up WHERE up.k = NEW.{key} OR up.p = NEW.{key}
-  ) THEN
-    RAISE EXCEPTION 'cannot move % under %: % is a descendant of %',
-      NEW.{key}, NEW.{parent}, NEW.{parent}, NEW.{key}
-      USING ERRCODE = 'check_violation', CONSTRAINT = {cycle};
+
+
+def _scoped_parts(tree: Tree, t: str, key: str, parent: str, scope: str) -> dict[str, str]:
+    """The pieces of the body that only a scoped tree has (identifiers quoted by
+    :func:`~pgpatterns.ddl.base.body_ident`, messages as literals; no values)."""
+    _, label = labels(tree)
+    stype = type_sql(pg_dialect(), tree.scope.type) if tree.scope is not None else ""
+    return {
+        "declare": f"  pscope {stype};\n",
+        "unchanged": f" AND NEW.{scope} IS NOT DISTINCT FROM OLD.{scope}",
+        "root_exit": (
+            f"IF NEW.{parent} IS NULL AND TG_OP = 'UPDATE' "
+            f"AND NEW.{scope} IS NOT DISTINCT FROM OLD.{scope} THEN RETURN NEW; END IF;"
+        ),
+        "insert": f"""
+    has_kids := EXISTS (SELECT FROM {t} c WHERE c.{parent} = NEW.{key});
+    IF has_kids AND EXISTS (SELECT FROM {t} c WHERE c.{parent} = NEW.{key}
+                            AND c.{scope} IS DISTINCT FROM NEW.{scope}) THEN
+      {_raise("cannot insert %: rows of another scope name it as their parent",
+              f"NEW.{key}", label)}
+    END IF;
+    first_only := NOT has_kids;  -- check the parent's scope only""",  # noqa: S608
+        "scope_change": f"""
+    IF NEW.{scope} IS DISTINCT FROM OLD.{scope} THEN
+      {_lock(scope, "OLD")}
+      IF EXISTS (SELECT FROM {t} c WHERE c.{parent} = OLD.{key}) THEN
+        {_raise("cannot change the scope of %: it has children, which would stay in the "
+                "old scope", f"OLD.{key}", label,
+                "move or delete its children first, then change its scope")}
+      END IF;
+    END IF;""",
+        "cols": f", p.{scope}",
+        "into": ", pscope",
+        "first_check": f"""
+    IF first AND pscope IS DISTINCT FROM NEW.{scope} THEN
+      {_raise("cannot make % the parent of %: it belongs to another scope",
+              f"NEW.{parent}, NEW.{key}", label,
+              "a parent must have the same scope value as its children")}
+    END IF;""",
+    }
+
+
+def _guard_body(tree: Tree) -> str:
+    t = body_ident(tree.table.name)  # found through the table's own schema (set below)
+    key, parent = body_ident(tree.key.name), body_ident(tree.parent.name)
+    ktype = type_sql(pg_dialect(), tree.key.type)
+    cycle, _ = labels(tree)
+    scope = body_ident(tree.scope.name) if tree.scope is not None else None
+    if scope:
+        part = _scoped_parts(tree, t, key, parent, scope)
+    else:
+        part = {
+            "declare": "", "unchanged": "", "scope_change": "", "cols": "", "into": "",
+            "first_check": "",
+            "root_exit": f"IF NEW.{parent} IS NULL THEN RETURN NEW; END IF;",
+            "insert": f"""
+    IF NOT EXISTS (SELECT FROM {t} c WHERE c.{parent} = NEW.{key}) THEN
+      RETURN NEW;  -- nothing points at the new row: it cannot close a cycle
+    END IF;""",
+        }
+    blind = _literal(
+        "tree guard of % runs as its owner, who is subject to row-level security on that "
+        "table, so it would not see every row"
+    )
+    return f"""
+DECLARE
+  cur {ktype};
+  nxt {ktype};
+  seen {ktype}[];
+  has_kids boolean := true;
+  first boolean := true;
+  first_only boolean := false;
+{part["declare"]}BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.{parent} IS NOT DISTINCT FROM OLD.{parent}{part["unchanged"]}
+    THEN RETURN NEW; END IF;
+  {part["root_exit"]}
+  -- the table's own schema, never the writer's path; restored when the function returns
+  PERFORM set_config('search_path',
+    'pg_catalog, ' || quote_ident(TG_TABLE_SCHEMA) || ', pg_temp', true);
+  IF row_security_active(TG_RELID) THEN
+    RAISE EXCEPTION {blind}, TG_RELID::regclass USING ERRCODE = 'insufficient_privilege',
+      HINT = 'create the guard as a superuser or a role with BYPASSRLS';
   END IF;
+  IF NEW.{parent} = NEW.{key} THEN
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT FROM {t} p WHERE p.{key} = NEW.{key}) THEN
+      RETURN NEW;  -- a duplicate key, which the primary key refuses: not a cycle
+    END IF;
+    {_raise("cannot make % its own parent", f"NEW.{key}", cycle)}
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    -- only rows of this same statement can name a new key as their parent{part["insert"]}
+  ELSE{part["scope_change"]}
+    IF NEW.{parent} IS NULL THEN RETURN NEW; END IF;
+    -- one move at a time per tree; the walk below then sees (or fails on) earlier moves
+    {_lock(scope, "NEW")}
+  END IF;
+  IF NEW.{parent} IS NULL THEN RETURN NEW; END IF;
+  cur := NEW.{parent};
+  seen := ARRAY[NEW.{key}];
+  LOOP
+    SELECT p.{parent}{part["cols"]} INTO nxt{part["into"]}
+      FROM {t} p WHERE p.{key} = cur FOR SHARE OF p;
+    EXIT WHEN NOT FOUND;  -- no such parent: its foreign key refuses the row{part["first_check"]}
+    EXIT WHEN first_only OR nxt IS NULL;
+    first := false;
+    IF nxt = NEW.{key} THEN
+      {_raise("cannot move % under %: % is a descendant of %",
+              f"NEW.{key}, NEW.{parent}, NEW.{parent}, NEW.{key}", cycle)}
+    END IF;
+    EXIT WHEN nxt = ANY (seen);  -- a cycle above, not through this row (a corrupt table)
+    seen := seen || nxt;
+    cur := nxt;
+  END LOOP;
   RETURN NEW;
 END"""  # noqa: S608
 
@@ -112,17 +214,25 @@ def tree_guard(model: type[Any]) -> tuple[Function, Trigger]:
     :func:`tree_errors` translate to
     :class:`~pgpatterns.errors.TreeCycleError` / :class:`~pgpatterns.errors.TreeScopeError`:
     a node as its own parent, a parent that is one of the node's descendants (also within
-    one multi-row statement), and a parent from another scope. Raw SQL, bulk ``UPDATE`` and
-    ``COPY`` go through it too. See the module's warning for the locking it does.
+    one multi-row statement), a parent from another scope (also one the writer cannot see
+    under row-level security), and a scope change of a node that has children. Raw SQL,
+    bulk ``UPDATE`` and ``COPY`` go through it too. The function is ``SECURITY DEFINER``
+    with ``search_path = pg_catalog, pg_temp``; see the module for why, and for what it
+    locks.
     """
     tree = tree_of(model)
-    name = f"{tree.table.name}_tree_guard"
+    name = short_name(tree.table.name, suffix="_tree_guard")
     function = Function(
         name,
         returns="trigger",
         language="plpgsql",
         body=_guard_body(tree),
         schema=tree.table.schema,
+        security_definer=True,
+        search_path=SEARCH_PATH,
+        # the checks' plans are cached (cheap per row) and must never be a seq scan
+        # planned while the table was small: every query here has an index path
+        settings={"enable_seqscan": "off"},
     )
     columns = [tree.parent.name] + ([tree.scope.name] if tree.scope is not None else [])
     trigger = Trigger(
@@ -132,126 +242,16 @@ def tree_guard(model: type[Any]) -> tuple[Function, Trigger]:
     return function, trigger
 
 
-# -- move ----------------------------------------------------------------------------------
-def _parent_row_stmt(tree: Tree, parent_key: Any, node_key: Any) -> Select[Any]:
-    """One row: (the parent's scope, whether node_key is the parent or one of its ancestors)."""
-    cte = ancestors_cte(tree, parent_key)
-    scope = tree.table.c[tree.scope.name] if tree.scope is not None else literal(None)
-    is_ancestor = exists().select_from(cte).where(cte.c[tree.key.name] == node_key)
-    stmt = select(scope, is_ancestor.label("cycle"))
-    return stmt.where(tree.table.c[tree.key.name] == parent_key)
+def lock_stmt(tree: Tree, scope_value: Any) -> Select[Any]:
+    """``SELECT pg_advisory_xact_lock(...)``: the tree lock the trigger takes for a move.
 
-
-def _check(tree: Tree, node: Any, new_parent: Any) -> tuple[Any, Any] | None:
-    """Checks needing no SQL; returns (node key, parent key) or None for "make it a root"."""
-    key = tree.key_of(node)
-    if key is None:
-        raise TreeNodeNotFoundError(
-            f"cannot move a pending {tree.label}: it has no key yet; flush the session first."
-        )
-    if new_parent is None:
-        return None
-    if isinstance(new_parent, tree.model):
-        parent_key = tree.key_of(new_parent)
-        if tree.scope is not None and tree.scope_of(new_parent) != tree.scope_of(node):
-            raise _scope_error(tree, key, parent_key)
-    else:
-        parent_key = new_parent
-    if parent_key is None:
-        raise TreeNodeNotFoundError(
-            f"cannot move {tree.label} {key} under a pending node: flush the session first."
-        )
-    if parent_key == key:
-        raise TreeCycleError(
-            f"cannot move {tree.label} {key} under itself: a node cannot be its own parent; "
-            "pass another node, or None to make it a root."
-        )
-    return key, parent_key
-
-
-def _scope_error(tree: Tree, key: Any, parent_key: Any) -> TreeScopeError:
-    return TreeScopeError(
-        f"cannot move {tree.label} {key} under {parent_key}: they belong to different "
-        f"scopes ({tree.scope.name if tree.scope is not None else ''}); a parent must be "
-        "in its children's scope: move the node within its own tree."
-    )
-
-
-def _verdict(tree: Tree, node: Any, key: Any, parent_key: Any, row: Any) -> None:
-    if row is None:
-        raise TreeNodeNotFoundError(
-            f"cannot move {tree.label} {key} under {parent_key}: no {tree.label} has key "
-            f"{parent_key!r}; pass an existing node's key or instance."
-        )
-    if tree.scope is not None and row[0] != tree.scope_of(node):
-        raise _scope_error(tree, key, parent_key)
-    if row[1]:
-        raise TreeCycleError(
-            f"cannot move {tree.label} {key} under {parent_key}: {parent_key} is a "
-            f"descendant of {key}, so the move would create a cycle; move {parent_key} "
-            f"out of {key}'s subtree first, or choose another parent."
-        )
-
-
-def _set_parent(session: Session, tree: Tree, node: Any, new_parent: Any, pk: Any) -> None:
-    if new_parent is None or isinstance(new_parent, tree.model):
-        node.parent = new_parent
-    else:
-        node.parent = session.get(tree.model, pk)
-
-
-def move(session: Session, node: Any, new_parent: Any) -> None:
-    """Re-parent ``node`` under ``new_parent`` (an instance, a key, or None for a root).
-
-    Examples:
-        >>> move(session, laptops, phones)  # doctest: +SKIP
-        Traceback (most recent call last):
-        ...
-        pgpatterns.errors.TreeCycleError: cannot move Category 2 under 5: 5 is a descendant ...
-
-    One query checks the new parent exists, is in the node's scope and is not in the
-    node's subtree; then the change is flushed inside a SAVEPOINT, so a refusal by the
-    trigger (a concurrent move) leaves the session usable and nothing written.
-
-    Raises:
-        TreeCycleError: ``new_parent`` is the node or one of its descendants.
-        TreeScopeError: ``new_parent`` is in another scope.
-        TreeNodeNotFoundError: ``new_parent`` does not exist, or a node is pending.
+    :func:`~pgpatterns.trees.move` takes it before writing, so two movers never hold each
+    other's row locks while waiting for it (no deadlock between movers).
     """
-    tree = tree_of(node)
-    keys = _check(tree, node, new_parent)
-    if keys is not None:
-        row = session.execute(_parent_row_stmt(tree, keys[1], keys[0])).first()
-        _verdict(tree, node, keys[0], keys[1], row)
-    try:
-        with session.begin_nested():
-            _set_parent(session, tree, node, new_parent, keys and keys[1])
-    except IntegrityError as exc:  # a concurrent move, or the parent deleted meanwhile
-        error = translate(exc, [tree])
-        if error is None:
-            raise
-        raise error from exc
-
-
-async def move_async(session: AsyncSession, node: Any, new_parent: Any) -> None:
-    """The asyncio twin of :func:`move` (same checks, statements and errors).
-
-    Examples:
-        >>> await move_async(session, laptops, None)  # doctest: +SKIP
-    """
-    tree = tree_of(node)
-    keys = _check(tree, node, new_parent)
-    if keys is not None:
-        row = (await session.execute(_parent_row_stmt(tree, keys[1], keys[0]))).first()
-        _verdict(tree, node, keys[0], keys[1], row)
-    try:
-        async with session.begin_nested():
-            if new_parent is None or isinstance(new_parent, tree.model):
-                node.parent = new_parent
-            else:
-                node.parent = await session.get(tree.model, keys and keys[1])
-    except IntegrityError as exc:  # a concurrent move, or the parent deleted meanwhile
-        error = translate(exc, [tree])
-        if error is None:
-            raise
-        raise error from exc
+    relid = cast(cast(func.to_regclass(regname(tree.table.name, tree.table.schema)), REGCLASS),
+                 OID)
+    key: Any = cast(relid, Text)
+    if tree.scope is not None:
+        value = literal(scope_value, tree.scope.type) if scope_value is not None else None
+        key = key.concat(":").concat(func.coalesce(cast(value, Text), ""))
+    return select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0)))

@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from pgpatterns._args import collection, key_value
 from pgpatterns.bulk import copy_rows, copy_rows_async
+from pgpatterns.ddl.base import regname
 from pgpatterns.errors import TreeNodeNotFoundError, TreeOptionError
 from pgpatterns.trees.model import Tree, tree_of
 from pgpatterns.trees.query import descendants
@@ -145,6 +147,8 @@ def _flatten(tree: Tree, nested: Iterable[Mapping[str, Any]]) -> tuple[list[dict
         if row.get(key_name) is None:
             row[key_name] = _Pending(pending)
             pending += 1
+        else:
+            row[key_name] = key_value("bulk_load", key_name, row[key_name], tree.key.type)
         if scope_name is not None and parent_key is not None:
             row.setdefault(scope_name, parent_scope)
             if row[scope_name] != parent_scope:
@@ -174,8 +178,26 @@ def _allocate_stmt(tree: Tree, count: int) -> Select[Any] | None:
     """``nextval`` of the key's identity/serial sequence ``count`` times, in one query."""
     if count == 0 or _is_uuid(tree):
         return None
-    seq = func.pg_get_serial_sequence(tree.table.fullname, tree.key.name)
+    seq = func.pg_get_serial_sequence(regname(tree.table.name, tree.table.schema), tree.key.name)
     return select(func.nextval(seq)).select_from(func.generate_series(1, count))
+
+
+def _advance_stmt(tree: Tree, rows: Sequence[Mapping[str, Any]]) -> Select[Any] | None:
+    """Move the key's sequence past the largest explicit key, so that the next generated
+    key does not collide with a loaded one (never moves it backwards). Call before
+    :func:`_fill` (which replaces the placeholders)."""
+    keys = [row[tree.key.name] for row in rows]
+    given = [k for k in keys if isinstance(k, int) and not isinstance(k, (bool, _Pending))]
+    if not given or _is_uuid(tree):
+        return None
+    top = literal(max(given), tree.key.type)
+    seq = select(
+        func.pg_get_serial_sequence(regname(tree.table.name, tree.table.schema), tree.key.name)
+        .label("seq")
+    ).subquery()
+    return select(case((func.nextval(seq.c.seq) < top, func.setval(seq.c.seq, top)))).select_from(
+        seq
+    )
 
 
 def _fill(tree: Tree, rows: list[dict[str, Any]], count: int, allocated: Sequence[Any]) -> None:
@@ -198,7 +220,8 @@ def _prepare(
     tree = tree_of(model)
     if not isinstance(model, type):
         raise TreeOptionError("bulk_load() takes the model class and a list of node dicts.")
-    rows, pending = _flatten(tree, [nested] if isinstance(nested, Mapping) else nested)
+    nodes = [nested] if isinstance(nested, Mapping) else collection("bulk_load", "nested", nested)
+    rows, pending = _flatten(tree, nodes)
     return tree, rows, pending
 
 
@@ -248,7 +271,10 @@ def bulk_load(
     Keys missing from the dicts are allocated in one query from the key's identity or
     serial sequence (``uuid4()`` for UUID keys). Rows are streamed parent-first through
     :func:`pgpatterns.bulk.copy_rows`, so the foreign key and the trigger of
-    :func:`tree_guard` check them; when one is refused nothing is written. A column
+    :func:`tree_guard` check them; when one is refused nothing is written. Explicit
+    integer keys move the key's identity/serial sequence past the largest one (``setval``;
+    the role needs ``UPDATE`` on the sequence), so later generated keys do not collide
+    with loaded ones. A column
     missing from a dict takes its Python-side ``default=``, else NULL (COPY applies no
     SQL defaults to the columns it fills).
 
@@ -258,12 +284,16 @@ def bulk_load(
         BulkLoadError: PostgreSQL refused the data.
     """
     tree, rows, pending = _prepare(model, nested)
+    advance = _advance_stmt(tree, rows)
     stmt = _allocate_stmt(tree, pending)
     _fill(tree, rows, pending, list(session.scalars(stmt)) if stmt is not None else [])
     if not rows:
         return 0
     names = _columns(tree, rows)
-    return copy_rows(session, tree.table, _values(tree, rows, names), columns=names)
+    count = copy_rows(session, tree.table, _values(tree, rows, names), columns=names)
+    if advance is not None:
+        session.execute(advance)
+    return count
 
 
 async def bulk_load_async(
@@ -278,9 +308,15 @@ async def bulk_load_async(
         1
     """
     tree, rows, pending = _prepare(model, nested)
+    advance = _advance_stmt(tree, rows)
     stmt = _allocate_stmt(tree, pending)
     _fill(tree, rows, pending, list(await session.scalars(stmt)) if stmt is not None else [])
     if not rows:
         return 0
     names = _columns(tree, rows)
-    return await copy_rows_async(session, tree.table, _values(tree, rows, names), columns=names)
+    count = await copy_rows_async(
+        session, tree.table, _values(tree, rows, names), columns=names
+    )
+    if advance is not None:
+        await session.execute(advance)
+    return count

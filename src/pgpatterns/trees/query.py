@@ -27,6 +27,7 @@ from sqlalchemy import CTE, ColumnElement, Integer, Select, func, literal_column
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.orm import aliased
 
+from pgpatterns._args import key_value
 from pgpatterns.errors import TreeOptionError
 from pgpatterns.trees.cte import cte_column, with_search
 from pgpatterns.trees.model import Tree, tree_of
@@ -46,7 +47,7 @@ def _start(node_or_model: Any, node_id: Any, scope: Any, fn: str) -> tuple[Tree,
                 f"{fn}({tree.label}) needs a node: pass an instance, or the model and a key "
                 f"(`{fn}({tree.label}, 42)`)."
             )
-        return tree, node_id, scope
+        return tree, key_value(fn, "node_id", node_id, tree.key.type), _scope(tree, scope, fn)
     if node_id is not None:
         raise TreeOptionError(
             f"{fn}() got a {tree.label} instance and a key {node_id!r}: pass one or the other."
@@ -57,7 +58,16 @@ def _start(node_or_model: Any, node_id: Any, scope: Any, fn: str) -> tuple[Tree,
             f"{fn}() got a {tree.label} without a key (pending): flush the session first "
             "so the node has its key."
         )
-    return tree, key, scope if scope is not None else tree.scope_of(node_or_model)
+    return tree, key, _scope(tree, scope, fn) if scope is not None else tree.scope_of(
+        node_or_model
+    )
+
+
+def _scope(tree: Tree, scope: Any, fn: str) -> Any:
+    """A scope value checked against the scope column's type (None: no scope filter)."""
+    if scope is None or tree.scope is None:
+        return scope
+    return key_value(fn, "scope", scope, tree.scope.type)
 
 
 def _check_depth(max_depth: int | None) -> None:
@@ -321,6 +331,7 @@ def roots(model: type[Any], *, scope: Any = None) -> Select[Any]:
     if not isinstance(model, type):
         raise TreeOptionError("roots() takes the model class, not an instance.")
     _check_names(tree, "depth", "path")
+    scope = _scope(tree, scope, "roots")
     stmt = _plain(tree, 0, [tree.key]).where(tree.parent.is_(None))
     if tree.scope is not None and scope is not None:
         stmt = stmt.where(tree.scope == scope)
