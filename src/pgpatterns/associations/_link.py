@@ -15,6 +15,7 @@ from sqlalchemy.orm.base import MANYTOONE, ONETOMANY
 
 from pgpatterns._args import collection, key_value
 from pgpatterns.errors import ArgumentError, AssociationError
+from pgpatterns.rls.tenant import tenant_of
 
 __all__ = ["Link", "key_of", "needs_flush", "resolve", "snake", "target_ids", "targets"]
 
@@ -46,8 +47,11 @@ class Link:
 
     @property
     def attr_names(self) -> tuple[str, ...]:
-        """The link's own columns (role, joined_at ...), keys excluded."""
+        """The link's own columns (role, joined_at ...), keys and tenant column excluded."""
         keys = {self.left_col.name, self.right_col.name}
+        scope = tenant_of(self.table)
+        if scope is not None:  # filled in by its server default, never by a caller
+            keys.add(scope.column.name)
         return tuple(c.name for c in self.table.columns if c.name not in keys)
 
     def left_entity_key(self, entity: Any) -> Any:

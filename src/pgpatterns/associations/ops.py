@@ -60,7 +60,7 @@ from pgpatterns.associations._stmt import (
     params,
     template,
 )
-from pgpatterns.errors import AssociationError, UnknownLinkTargetError
+from pgpatterns.errors import ArgumentError, AssociationError, UnknownLinkTargetError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -190,21 +190,25 @@ def _prepare(mode: str, left: Any, rights: Iterable[Any] | None, via: Any,
              attrs: Mapping[str, Any]) -> _Call:
     rights = targets(mode, "rights", rights, "targets (objects or ids)")
     link = _find(left, rights, via, mode)
-    unknown = sorted(set(attrs) - set(link.attr_names))
-    if unknown:
-        raise AssociationError(
-            f"{mode}(): {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
-            f"column(s) of link table {link.table.name!r}; its own columns are "
-            f"{', '.join(link.attr_names) or '(none: it only holds the pair)'}. Add the "
-            "column to the link table or drop the keyword."
-        )
-    if mode == "unlink" and attrs:
-        raise AssociationError("unlink() takes no attributes: it deletes the pairs.")
+    _check_attrs(mode, link, attrs)
     call = _Call(mode, link, left, rights, dict(attrs))
     # Validate keys now (no SQL yet), except of pending objects, which get theirs at flush.
     if not needs_flush(call.objects):
         call.prepare()
     return call
+
+
+def _check_attrs(where: str, link: Link, attrs: Mapping[str, Any]) -> None:
+    unknown = sorted(map(str, set(attrs) - set(link.attr_names)))
+    if unknown:
+        raise AssociationError(
+            f"{where}(): {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+            f"column(s) of link table {link.table.name!r}; its own columns are "
+            f"{', '.join(link.attr_names) or '(none: it only holds the pair)'}. Add the "
+            "column to the link table or drop the keyword."
+        )
+    if where == "unlink" and attrs:
+        raise AssociationError("unlink() takes no attributes: it deletes the pairs.")
 
 
 def _find(left: Any, rights: list[Any], via: Any, mode: str) -> Link:
@@ -251,7 +255,16 @@ def link_stmt(link: Link | Any, left_id: Any, ids: Sequence[Any], *, mode: str =
     usable. Inserted rows are sorted so concurrent calls lock keys in the same order.
     """
     link = link if isinstance(link, Link) else resolve(link)
+    if not isinstance(mode, str) or mode not in ("link", "unlink", "sync"):
+        raise ArgumentError(
+            f"link_stmt(): mode={mode!r} is not accepted: pass 'link', 'unlink' or 'sync'.",
+            argument="mode", given=mode)
+    if attrs is not None and not isinstance(attrs, Mapping):
+        raise ArgumentError(
+            f"link_stmt(): attrs={attrs!r} is not accepted: pass a dict of the link's "
+            "column names and values.", argument="attrs", given=attrs)
     attrs = dict(attrs or {})
+    _check_attrs("unlink" if mode == "unlink" else "link_stmt", link, attrs)
     left_id = key_value("link_stmt", "left_id", left_id, link.left_key.type)
     ids = key_values("link_stmt", "ids", ids, link.right_key.type)
     return template(link, mode, tuple(attrs)).params(params(left_id, ids, attrs))

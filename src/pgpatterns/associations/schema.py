@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapper, relationship
 
 from pgpatterns.associations._link import snake
 from pgpatterns.errors import AssociationError
+from pgpatterns.rls.tenant import TenantInfo, secure_table, tenant_column, tenant_of
 
 __all__ = ["WithAttrs", "association_object", "association_table", "many_to_many", "with_attrs"]
 
@@ -53,6 +54,7 @@ def association_table(
     left_column: str | None = None,
     right_column: str | None = None,
     metadata: MetaData | None = None,
+    tenant: bool | None = None,
 ) -> Table:
     """A link table: composite primary key, the reverse index and cascading foreign keys.
 
@@ -80,11 +82,25 @@ def association_table(
             ``<table>_<pk>`` for a Table.
         right_column: Likewise for ``right``.
         metadata: Default: the left table's.
+        tenant: ``None`` (default): tenant-scoped when a side is (see below). ``False``:
+            a shared link table on purpose (no tenant column, no RLS), refused when both
+            sides are tenant-scoped. ``True``: require a tenant-scoped side.
+
+    **Tenants.** When a side is tenant-scoped (:class:`pgpatterns.rls.TenantScoped` or
+    :func:`pgpatterns.rls.secure_table`), so is the link table: a tenant column first (NOT
+    NULL, defaulting to the current tenant setting, so inserts need not name it), composite
+    foreign keys ``(tenant_id, post_id) -> posts (tenant_id, id)`` to each tenant-scoped side
+    (the database refuses a link to another tenant's row whatever RLS shows), row-level
+    security enabled and forced with the sides' ``tenant_isolation`` policy, and an index
+    leading with the tenant column; all through :func:`pgpatterns.rls.secure_table`. The
+    pair stays the primary key (keys are unique across tenants), so :func:`link`,
+    :func:`sync` and the query helpers work unchanged, each tenant seeing its own pairs.
 
     Raises:
         AssociationError: A side has no one-column primary key, the column names collide,
-            an extra column is a key or collides, ``ondelete`` is not allowed, or the name is
-            taken or too long.
+            an extra column is a key or collides, ``ondelete`` is not allowed, the name is
+            taken or too long, or the two sides are tenant-scoped differently (another
+            tenant column, type or setting).
     """
     left_table, left_mapper = _table_of(left, "left")
     right_table, right_mapper = _table_of(right, "right")
@@ -123,16 +139,27 @@ def association_table(
             f"MetaData already has a table {key!r}. Pass name= for this link table, or use "
             "the existing table."
         )
+    scope = _tenant_scope(left_table, right_table, tenant, name)
+    taken = (lname, rname) if scope is None else (lname, rname, scope.column.name)
+    if scope is not None and scope.column.name in (lname, rname):
+        raise AssociationError(
+            f"link column {scope.column.name!r} of {name!r} would collide with the tenant "
+            "column. Pass left_column= and right_column=."
+        )
     extras = list(extra_columns)
     for col in extras:
-        if not isinstance(col, Column) or col.primary_key or col.name in (lname, rname):
+        if not isinstance(col, Column) or col.primary_key or col.name in taken:
             raise AssociationError(
                 f"extra column {col!r} cannot be added to link table {name!r}: extra columns "
-                f"are new, non-primary-key Column objects not named {lname!r} or {rname!r}."
+                "are new, non-primary-key Column objects not named "
+                f"{', '.join(map(repr, taken))}."
             )
-    return Table(
+    tenant_cols = [] if scope is None else [
+        tenant_column(scope.type_, scope.setting, scope.column.name)]
+    table = Table(
         name,
         metadata,
+        *tenant_cols,
         Column(lname, left_pk.type, ForeignKey(left_pk, ondelete=rule), primary_key=True,
                autoincrement=False),
         Column(rname, right_pk.type, ForeignKey(right_pk, ondelete=rule), primary_key=True,
@@ -141,6 +168,43 @@ def association_table(
         Index(index_name, rname, lname),
         schema=schema,
     )
+    if scope is not None:
+        secure_table(table, roles=scope.roles, setting=scope.setting, column=scope.column.name)
+    return table
+
+
+def _tenant_scope(left: Table, right: Table, wanted: bool | None,
+                  name: str) -> TenantInfo | None:
+    """The tenant scope of a link between ``left`` and ``right`` (None: shared)."""
+    sides = [info for info in (tenant_of(left), tenant_of(right)) if info is not None]
+    if wanted is False:
+        if len(sides) == 2:
+            raise AssociationError(
+                f"tenant=False for link table {name!r}, but {left.name!r} and {right.name!r} "
+                "are both tenant-scoped: a shared link table would show and let every tenant "
+                "change every tenant's pairs. Drop tenant=False."
+            )
+        return None
+    if not sides:
+        if wanted:
+            raise AssociationError(
+                f"tenant=True for link table {name!r}, but neither {left.name!r} nor "
+                f"{right.name!r} is tenant-scoped. Make a side TenantScoped, or drop tenant=."
+            )
+        return None
+    first = sides[0]
+    for other in sides[1:]:
+        same = (other.column.name == first.column.name and other.setting == first.setting
+                and other.type_._type_affinity is first.type_._type_affinity)
+        if not same:
+            raise AssociationError(
+                f"link table {name!r}: {left.name!r} and {right.name!r} are tenant-scoped "
+                f"differently ({first.column.name} {first.type_} by {first.setting!r} vs "
+                f"{other.column.name} {other.type_} by {other.setting!r}); a link row "
+                "belongs to one tenant. Scope both sides by the same tenant column."
+            )
+    roles = tuple(dict.fromkeys(r for info in sides for r in info.roles))
+    return TenantInfo(first.column, roles, first.setting, first.type_)
 
 
 def _cascades(table: Table) -> bool:
@@ -312,7 +376,9 @@ def association_object(
                                         passive_deletes=passive))
     _add(right, right_links, relationship(link_cls, back_populates=right_attr, cascade=cascade,
                                           passive_deletes=passive))
-    columns = {c.name for c in table.columns} - {c.name for c in table.primary_key}
+    scope = tenant_of(table)
+    columns = {c.name for c in table.columns} - {c.name for c in table.primary_key} - (
+        set() if scope is None else {scope.column.name})
     if proxies[0] is not None:
         setattr(left, proxies[0], association_proxy(
             left_links, right_attr, creator=_creator(link_cls, right_attr, columns)))
