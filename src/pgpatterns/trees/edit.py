@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Select, exists, func, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ from pgpatterns.errors import (
     TreeOptionError,
     TreeScopeError,
 )
-from pgpatterns.trees.errors import translate
+from pgpatterns.trees.errors import translate_any
 from pgpatterns.trees.model import Tree, tree_of
 
 __all__ = ["delete_node", "delete_node_async", "insert_node", "insert_node_async"]
@@ -163,6 +163,9 @@ def insert_node(session: Session, node: Any, *, parent: Any = None) -> Any:
     error (see :func:`~pgpatterns.trees.tree_errors`), with nothing written.
 
     Raises:
+        ArgumentError: ``parent`` is a key of the wrong type or out of range.
+        TreeConcurrentUpdateError: a serialization failure or deadlock; retry the
+            transaction.
         TreeNodeNotFoundError: no node has the parent's key.
         TreeScopeError: the parent is in another scope than the node.
         TreeCycleError: the node is its own parent (or ancestor, among new nodes).
@@ -176,8 +179,8 @@ def insert_node(session: Session, node: Any, *, parent: Any = None) -> Any:
     try:
         with session.begin_nested():
             _attach(session, node, given)
-    except IntegrityError as exc:
-        error = translate(exc, [tree])
+    except DBAPIError as exc:
+        error = translate_any(exc, [tree], f"the write of a {tree.label}")
         if error is None:
             raise
         raise error from exc
@@ -199,8 +202,8 @@ async def insert_node_async(session: AsyncSession, node: Any, *, parent: Any = N
     try:
         async with session.begin_nested():
             _attach(session.sync_session, node, given)
-    except IntegrityError as exc:
-        error = translate(exc, [tree])
+    except DBAPIError as exc:
+        error = translate_any(exc, [tree], f"the write of a {tree.label}")
         if error is None:
             raise
         raise error from exc
@@ -274,8 +277,8 @@ def delete_node(session: Session, node: Any) -> None:
     try:
         with session.begin_nested():
             session.delete(node)
-    except IntegrityError as exc:
-        error = translate(exc, [tree])
+    except DBAPIError as exc:
+        error = translate_any(exc, [tree], f"the write of a {tree.label}")
         if error is None:
             raise
         raise error from exc
@@ -294,8 +297,8 @@ async def delete_node_async(session: AsyncSession, node: Any) -> None:
     try:
         async with session.begin_nested():
             await session.delete(node)
-    except IntegrityError as exc:
-        error = translate(exc, [tree])
+    except DBAPIError as exc:
+        error = translate_any(exc, [tree], f"the write of a {tree.label}")
         if error is None:
             raise
         raise error from exc
