@@ -11,6 +11,7 @@ from migration_models import build, snapshot
 from sqlalchemy import text
 
 from pgpatterns.ddl import diff
+from pgpatterns.testing import Database
 from pgpatterns.testing.plugin import PgSchema
 
 
@@ -63,3 +64,26 @@ def test_planted_undeclared_policy_fails_check_and_is_dropped(
     mig.downgrade("-1")
     with mig.conn() as conn:
         assert snapshot(conn, pg_schema.name) == before
+
+
+def test_matview_replace_keeps_indexes_and_grants(
+    pg_schema: PgSchema, pg_database: Database, tmp_path: Path
+) -> None:
+    md, _ = build()
+    mig = Migrations(tmp_path, pg_schema.engine, md)
+    mig.revision()
+    mig.upgrade()
+    role = pg_database.app_role
+    with pg_schema.engine.begin() as conn:
+        conn.execute(text(f'GRANT SELECT ON per_owner TO "{role}"'))
+    mig.metadata, _ = build(matview_min=3)
+    source = mig.revision()
+    assert f"GRANT SELECT ON per_owner TO {role}" in source.split("def downgrade")[0]
+    mig.upgrade()
+    with mig.conn() as conn:
+        assert diff(conn, mig.metadata) == []
+        granted = conn.execute(
+            text("SELECT has_table_privilege(:r, 'per_owner', 'SELECT')"), {"r": role}
+        ).scalar()
+        assert granted is True
+    mig.check()

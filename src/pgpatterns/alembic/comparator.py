@@ -33,7 +33,12 @@ __all__ = ["compare_schema_objects", "operations_for"]
 
 
 def compare_schema_objects(autogen_context: Any, upgrade_ops: ops.UpgradeOps, *_: Any) -> None:
-    """Alembic comparator (``schema`` level) for every MetaData in the context."""
+    """Alembic comparator (``schema`` level) for every MetaData in the context.
+
+    ``context.configure(..., pgpatterns=False)`` turns it off for one run.
+    """
+    if autogen_context.opts.get("pgpatterns", True) is False:
+        return
     conn: Connection = autogen_context.connection
     metadata = autogen_context.metadata
     metadatas: list[MetaData] = (

@@ -25,6 +25,7 @@ from pgpatterns.ddl.base import (
     expected_index_definitions,
     index_definitions,
     pg_dialect,
+    prepared_twins,
     qualified_text,
     relation_grants,
 )
@@ -70,10 +71,14 @@ def compare(conn: Connection, target: MetaData | Iterable[SchemaObject]) -> list
     """
     objects = attached(target) if isinstance(target, MetaData) else ordered(target)
     findings: dict[int, Finding] = {}
-    for obj in objects:
-        lines = obj.reflect_diff(conn)
-        if lines:
-            findings[id(obj)] = _declared(conn, obj, lines)
+    differing: list[tuple[SchemaObject, list[str]]] = []
+    with prepared_twins(conn, objects):
+        for obj in objects:
+            lines = obj.reflect_diff(conn)
+            if lines:
+                differing.append((obj, lines))
+    for obj, lines in differing:
+        findings[id(obj)] = _declared(conn, obj, lines)
     _dependents(conn, objects, findings)
     result = [findings[id(o)] for o in objects if id(o) in findings]
     if isinstance(target, MetaData):
@@ -90,6 +95,8 @@ def _declared(conn: Connection, obj: SchemaObject, lines: list[str]) -> Finding:
     if isinstance(obj, (RowLevelSecurity, Extension)):
         # an ALTER of flags (restore puts the old ones back) / an extension: never dropped
         restore = [] if isinstance(obj, Extension) else obj.current_sql(conn)
+        if isinstance(obj, RowLevelSecurity):
+            create = obj.set_sql()
         if isinstance(obj, Extension) and obj.exists(conn):
             return Finding("report", kind, label, lines, obj=obj)
         return Finding("create", kind, label, lines, create=create, undo=restore or undo, obj=obj)
@@ -177,6 +184,8 @@ def _dependents(conn: Connection, objects: list[SchemaObject], found: dict[int, 
     """Add declared objects that depend (per ``pg_depend``) on a replaced one: they are
     dropped before it and created again after it."""
     replaced = [o for o in objects if id(o) in found and found[id(o)].action == "replace"]
+    if not replaced:
+        return
     keys: dict[tuple[str, int], SchemaObject] = {}
     for obj in objects:
         key = catalog_key(conn, obj)

@@ -97,6 +97,12 @@ class RowLevelSecurity(SchemaObject):
         row = self._catalog(conn)
         return row is not None and bool(row[0])
 
+    def set_sql(self) -> list[str]:
+        """The ``ALTER TABLE`` setting both flags as declared (a migration's upgrade)."""
+        table = pg_dialect().identifier_preparer.format_table(self.table)
+        force = "FORCE" if self.force else "NO FORCE"
+        return [f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, {force} ROW LEVEL SECURITY"]
+
     def current_sql(self, conn: Connection) -> list[str]:
         """The ``ALTER TABLE`` that puts back the table's current RLS flags."""
         row = self._catalog(conn)

@@ -31,16 +31,18 @@ if TYPE_CHECKING:
 __all__ = ["undeclared"]
 
 _POLICIES = (
-    "SELECT p.polname AS name, p.polcmd AS command, p.polpermissive AS permissive,"
+    "SELECT m.n, p.polname AS name, p.polcmd AS command, p.polpermissive AS permissive,"
     " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END"
     "       FROM unnest(p.polroles) r ORDER BY 1) AS roles,"
     " pg_get_expr(p.polqual, p.polrelid) AS using,"
     " pg_get_expr(p.polwithcheck, p.polrelid) AS with_check"
-    " FROM pg_policy p WHERE p.polrelid = to_regclass(:t) ORDER BY 1"
+    " FROM unnest(CAST(:names AS text[])) AS m(n)"
+    " JOIN pg_policy p ON p.polrelid = to_regclass(m.n) ORDER BY 1, 2"
 )
 _TRIGGERS = (
-    "SELECT t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t"
-    " WHERE t.tgrelid = to_regclass(:t) AND NOT t.tgisinternal ORDER BY 1"
+    "SELECT m.n, t.tgname, pg_get_triggerdef(t.oid)"
+    " FROM unnest(CAST(:names AS text[])) AS m(n) JOIN pg_trigger t"
+    " ON t.tgrelid = to_regclass(m.n) AND NOT t.tgisinternal ORDER BY 1, 2"
 )
 _RELATIONS = """
 SELECT c.oid, c.relname, c.relkind, coalesce(c.reloptions, '{}'), pg_get_viewdef(c.oid),
@@ -72,31 +74,32 @@ def undeclared(
     objects = list(objects)
     prep = pg_dialect().identifier_preparer
     result: list[Finding] = []
-    for table in metadata.sorted_tables:
-        on = prep.format_table(table)
+    tables = {qualified_text(t.name, t.schema): t for t in metadata.sorted_tables}
+    names = {"names": list(tables)}
+    declared = {
+        (o.kind, o.table.name, o.table.schema, o.name)
+        for o in objects
+        if isinstance(o, (Policy, Trigger))
+    }
+    for row in conn.execute(text(_POLICIES), names):
+        table = tables[row.n]
+        if ("policy", table.name, table.schema, row.name) in declared:
+            continue
         where = f"on {table.fullname}"
-        policies = {o.name for o in objects if isinstance(o, Policy) and o.table is table}
-        for row in conn.execute(text(_POLICIES), {"t": qualified_text(table.name, table.schema)}):
-            if row.name in policies:
-                continue
-            found = dict(row._mapping)
-            drop = [f"DROP POLICY {prep.quote(row.name)} ON {on}"]
-            line = f"policy {row.name} {where} is in the database but not declared"
-            restore = [policy_sql(conn, row.name, table, found)]
-            result.append(
-                Finding("drop", "policy", f"policy {row.name} {where}", [line], drop, restore)
-            )
-        triggers = {o.name for o in objects if isinstance(o, Trigger) and o.table is table}
-        for name, definition in conn.execute(
-            text(_TRIGGERS), {"t": qualified_text(table.name, table.schema)}
-        ):
-            if name in triggers:
-                continue
-            drop = [f"DROP TRIGGER {prep.quote(name)} ON {on}"]
-            line = f"trigger {name} {where} is in the database but not declared ({definition})"
-            result.append(
-                Finding("drop", "trigger", f"trigger {name} {where}", [line], drop, [definition])
-            )
+        drop = [f"DROP POLICY {prep.quote(row.name)} ON {prep.format_table(table)}"]
+        line = f"policy {row.name} {where} is in the database but not declared"
+        restore = [policy_sql(conn, row.name, table, dict(row._mapping))]
+        label = f"policy {row.name} {where}"
+        result.append(Finding("drop", "policy", label, [line], drop, restore))
+    for n, name, definition in conn.execute(text(_TRIGGERS), names):
+        table = tables[n]
+        if ("trigger", table.name, table.schema, name) in declared:
+            continue
+        where = f"on {table.fullname}"
+        drop = [f"DROP TRIGGER {prep.quote(name)} ON {prep.format_table(table)}"]
+        line = f"trigger {name} {where} is in the database but not declared ({definition})"
+        label = f"trigger {name} {where}"
+        result.append(Finding("drop", "trigger", label, [line], drop, [definition]))
     for schema in _schemas(conn, metadata, objects):
         result += _relations(conn, schema, objects)
         result += _functions(conn, schema, objects)
