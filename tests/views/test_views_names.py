@@ -18,7 +18,9 @@ from pgpatterns.views import (
     refresh,
     refresh_stmt,
     replace_materialized_view,
+    schedule_refresh,
     tenant_materialized_view,
+    unschedule_refresh,
     view,
 )
 
@@ -104,3 +106,24 @@ def test_arguments_are_checked_before_sql() -> None:
         refresh_stmt(mv, concurrently="yes")  # type: ignore[arg-type]
     with pytest.raises(ViewError, match="expected a view"):
         refresh(None, "m")  # type: ignore[arg-type]
+    with pytest.raises(ViewError, match="must be a Session or Connection, got NoneType"):
+        refresh(None, mv)  # type: ignore[arg-type]
+    with pytest.raises(ViewError, match="must be a Session or Connection"):
+        replace_materialized_view("engine", mv)  # type: ignore[arg-type]
+    with pytest.raises(ViewError, match="keep_indexes must be True or False"):
+        replace_materialized_view(None, mv, keep_indexes="no")  # type: ignore[arg-type]
+    with pytest.raises(ViewError, match="job_name must be a non-empty string"):
+        schedule_refresh(None, mv, "@daily", job_name="")  # type: ignore[arg-type]
+    with pytest.raises(ViewError, match="pass the materialized view or job_name"):
+        unschedule_refresh(None)  # type: ignore[arg-type]
+
+
+def test_the_pg_cron_command_is_not_percent_escaped() -> None:
+    from pgpatterns.views.schedule import refresh_command
+
+    mv = materialized_view("na%me", select(func.count().label("n%")).select_from(
+        Table("t%s", MetaData(), Column("id", Integer)).select().subquery()),
+        metadata=MetaData(), unique_key=["n%"])
+    assert refresh_command(refresh_stmt(mv), "sch%ema") == (
+        'REFRESH MATERIALIZED VIEW CONCURRENTLY "sch%ema"."na%me"'
+    )

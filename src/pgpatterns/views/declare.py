@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Index, MetaData, Table, event
+from sqlalchemy import Connection, Index, MetaData, Table, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import SelectBase
 
 from pgpatterns.ddl import MaterializedView, SchemaObject, View, attach
@@ -193,6 +195,19 @@ def _check_selectable(what: str, selectable: object) -> None:
         raise ViewError(
             f"{what}: selectable must be a select() (got {type(selectable).__name__}); a view "
             "is defined by a query, e.g. select(orders.c.day, func.sum(orders.c.cents))."
+        )
+
+
+def check_session(what: str, session: object, *, is_async: bool = False) -> None:
+    """Raise :class:`ViewError` unless ``session`` is a Session/Connection (or AsyncSession)."""
+    kinds: tuple[type, ...] = (
+        (AsyncSession, AsyncConnection) if is_async else (Session, Connection)
+    )
+    if not isinstance(session, kinds):
+        wanted = "an AsyncSession" if is_async else "a Session or Connection"
+        raise ViewError(
+            f"{what}: the first argument must be {wanted}, got {type(session).__name__}; "
+            "pass the session whose transaction should run it."
         )
 
 

@@ -25,7 +25,7 @@ from pgpatterns.ddl import MaterializedView
 from pgpatterns.ddl.base import qualified, regname
 from pgpatterns.errors import ViewRefreshError
 from pgpatterns.rls.views import secured_tables
-from pgpatterns.views.declare import as_view
+from pgpatterns.views.declare import as_view, check_session
 from pgpatterns.views.tenant import tenant_rows
 
 __all__ = [
@@ -201,6 +201,7 @@ def refresh(session: Session | Connection, mv: Any, *, concurrently: bool = True
         Commit soon after: the lock is held until the transaction ends.
     """
     stmt = refresh_stmt(mv, concurrently=concurrently)
+    check_session("refresh()", session)
     name = regname(stmt.mv.name, stmt.mv.schema)
     sources = _sources(stmt)
     if sources:
@@ -212,6 +213,7 @@ def refresh(session: Session | Connection, mv: Any, *, concurrently: bool = True
 async def refresh_async(session: AsyncSession, mv: Any, *, concurrently: bool = True) -> None:
     """:func:`refresh` for an ``AsyncSession`` (same statements, same checks)."""
     stmt = refresh_stmt(mv, concurrently=concurrently)
+    check_session("refresh_async()", session, is_async=True)
     name = regname(stmt.mv.name, stmt.mv.schema)
     sources = _sources(stmt)
     if sources:

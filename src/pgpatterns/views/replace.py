@@ -30,7 +30,7 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 from pgpatterns.ddl import MaterializedView
 from pgpatterns.ddl.base import qualified, regname
 from pgpatterns.errors import ViewReplaceError
-from pgpatterns.views.declare import as_view
+from pgpatterns.views.declare import as_view, check_session
 
 __all__ = ["Replaced", "replace_materialized_view", "replace_materialized_view_async"]
 
@@ -101,6 +101,12 @@ def replace_materialized_view(
             f"{obj.describe()} is a plain view; use CREATE OR REPLACE VIEW (or drop and "
             "create it) since it holds no data or indexes to keep."
         )
+    if not isinstance(keep_indexes, bool):
+        raise ViewReplaceError(
+            f"replace_materialized_view(): keep_indexes must be True or False, got "
+            f"{keep_indexes!r}."
+        )
+    check_session("replace_materialized_view()", session)
     conn = session.connection() if isinstance(session, Session) else session
     old = conn.execute(_OLD, {"n": regname(obj.name, obj.schema)}).first()
     if old is None:

@@ -21,8 +21,9 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from pgpatterns.ddl.base import regname
+from pgpatterns.ddl.base import pg_dialect, regname
 from pgpatterns.errors import ViewScheduleError
+from pgpatterns.views.declare import check_session
 from pgpatterns.views.refresh import RefreshMaterializedView, refresh_stmt
 
 __all__ = [
@@ -93,6 +94,13 @@ def _require_cron(conn: Connection, database: str | None) -> tuple[str, str]:
     return str(env["here"]), str(target)
 
 
+def refresh_command(stmt: RefreshMaterializedView, schema: str) -> str:
+    """The ``REFRESH`` text pg_cron stores and runs: schema-qualified, and quoted for the
+    server itself (no driver ``%`` escaping: pg_cron runs it as it is)."""
+    element = RefreshMaterializedView(stmt.mv, concurrently=stmt.concurrently, schema=schema)
+    return str(element.compile(dialect=pg_dialect()))
+
+
 def _version(raw: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", raw)[:2])
 
@@ -125,6 +133,12 @@ def schedule_refresh(
     """
     stmt = refresh_stmt(mv, concurrently=concurrently)
     _check_cron(cron)
+    for what, value in (("job_name", job_name), ("database", database)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ViewScheduleError(
+                f"schedule_refresh(): {what} must be a non-empty string or None, got {value!r}."
+            )
+    check_session("schedule_refresh()", session)
     conn = _conn(session)
     here, target = _require_cron(conn, database)
     schema = stmt.mv.schema
@@ -139,11 +153,7 @@ def schedule_refresh(
             raise ViewScheduleError(
                 f"{stmt.mv.describe()} does not exist in this database; create it first."
             )
-    command = str(
-        RefreshMaterializedView(stmt.mv, concurrently=concurrently, schema=schema).compile(
-            dialect=conn.dialect
-        )
-    )
+    command = refresh_command(stmt, schema)
     name = job_name or f"refresh {schema}.{stmt.mv.name}"
     params = {"job": name, "schedule": cron.strip(), "command": command, "db": target}
     if target == here:
@@ -163,6 +173,13 @@ def unschedule_refresh(
         >>> unschedule_refresh(session, job_name="refresh public.shop_totals")  # doctest: +SKIP
         True
     """
+    if job_name is not None and (not isinstance(job_name, str) or not job_name.strip()):
+        raise ViewScheduleError(
+            f"unschedule_refresh(): job_name must be a non-empty string, got {job_name!r}."
+        )
+    if job_name is None and mv is None:
+        raise ViewScheduleError("unschedule_refresh(): pass the materialized view or job_name.")
+    check_session("unschedule_refresh()", session)
     conn = _conn(session)
     _require_cron(conn, None)
     if job_name is None:
