@@ -31,9 +31,11 @@ Warning:
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -275,8 +277,25 @@ class _Check:
 
     def between(self, column: Any, low: Any, high: Any, *, name: str | None = None
                 ) -> CheckConstraint:
-        """``col BETWEEN low AND high`` (both included), named ``<col>_between``."""
-        if low is None or high is None or low > high:
+        """``col BETWEEN low AND high`` (both included), named ``<col>_between``.
+
+        ``None`` and NaN bounds are refused: ``BETWEEN NULL AND 5`` is NULL for every row,
+        and a CHECK that is NULL passes, so it would constrain nothing.
+        """
+        for label_, bound in (("low", low), ("high", high)):
+            if bound is None or _is_nan(bound):
+                raise ConstraintError(
+                    f"check.between: {label_}={bound!r} would make the CHECK NULL (or never "
+                    "true), so it would constrain nothing (or everything); pass a value."
+                )
+        try:
+            empty = bool(low > high)
+        except TypeError as exc:
+            raise ConstraintError(
+                f"check.between: low={low!r} and high={high!r} cannot be compared; pass two "
+                "values of the column's type."
+            ) from exc
+        if empty:
             raise ConstraintError(
                 f"check.between: low={low!r} and high={high!r} describe an empty range; pass "
                 "low <= high (both are included)."
@@ -286,12 +305,41 @@ class _Check:
 
     def one_of(self, column: Any, values: Sequence[Any], *, name: str | None = None
                ) -> CheckConstraint:
-        """``col IN (values)``, named ``<col>_one_of``: an enum you can extend in a migration."""
+        """``col IN (values)``, named ``<col>_one_of``: an enum you can extend in a migration.
+
+        Examples:
+            >>> check.one_of("s", ["a", None])
+            Traceback (most recent call last):
+            ...
+            pgpatterns.errors.ConstraintError: check.one_of: values contain None: ...
+
+        ``None`` is refused: ``s IN ('a', NULL)`` is NULL (not false) for every other value,
+        and a CHECK that is NULL passes, so the constraint would accept anything. NULL is
+        allowed by any CHECK already; forbid it with ``nullable=False`` on the column.
+        """
+        if values is None or isinstance(values, (str, bytes, dict)) or not isinstance(
+            values, Iterable
+        ):
+            raise ConstraintError(
+                f"check.one_of: values={values!r} is not a list of allowed values; pass a "
+                "list, e.g. ['pending', 'paid', 'shipped']."
+            )
         values = list(values)
         if not values or isinstance(values[0], (list, tuple)):
             raise ConstraintError(
                 "check.one_of: values must be a non-empty list of allowed values, e.g. "
                 "['pending', 'paid', 'shipped']."
+            )
+        if any(v is None for v in values):
+            raise ConstraintError(
+                "check.one_of: values contain None: 'IN (..., NULL)' is never false, so the "
+                "CHECK would accept every value. NULL passes a CHECK anyway; remove None and "
+                "use nullable=False on the column to forbid NULL."
+            )
+        if any(_is_nan(v) for v in values):
+            raise ConstraintError(
+                "check.one_of: values contain NaN, which equals nothing in Python and only "
+                "itself in PostgreSQL; list real values."
             )
         kinds = {type(v) for v in values}
         if len(kinds) > 1:
@@ -319,6 +367,12 @@ class _Check:
         labels = "_".join(label for _, label in targets)
         cond = func.num_nonnulls(*(c for c, _ in targets)) == 1
         return self(cond, name=name or f"exactly_one_of_{labels}")
+
+
+def _is_nan(value: Any) -> bool:
+    if isinstance(value, Decimal):
+        return value.is_nan()
+    return isinstance(value, float) and math.isnan(value)
 
 
 check = _Check()
