@@ -4,6 +4,9 @@
 # headers, build tools, and pgvector >= 0.8.0 built from Debian's trixie source package (not
 # packaged for bookworm). pg_cron only works once preloaded (shared_preload_libraries): the
 # throwaway test cluster (src/pgpatterns/testing/cluster.py) sets that when the library exists.
+# Citus (AGPL, not packaged by Debian) is built from the source archive named by
+# PGPATTERNS_CITUS_SOURCE (a citus-X.Y.Z.tar.gz release archive; .ci/run sets it) and skipped,
+# saying so, when that variable is empty.
 # Idempotent: installs only what is missing. Never creates, starts, stops or changes a cluster.
 set -euo pipefail
 
@@ -55,6 +58,33 @@ if [[ -f $EXT_DIR/vector.control && -f $LIB_DIR/vector.so ]]; then
     die "pgvector ${have:-?} from package ${owner%%:*} is older than $PGVECTOR_MIN; remove or upgrade that package, then rerun"
   else
     say "pgvector ${have:-?}: older than $PGVECTOR_MIN, will rebuild"
+  fi
+fi
+
+# --- Citus from a source archive (PGPATTERNS_CITUS_SOURCE) ---------------------------
+CITUS_SRC=${PGPATTERNS_CITUS_SOURCE:-}
+CITUS_BUILD_DEPS=(libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev)
+need_citus="" citus_version=""
+citus_installed() {  # the release version compiled into citus.so ("Citus 13.2.2 on ..."), or nothing
+  [[ -f $LIB_DIR/citus.so && -f $EXT_DIR/citus.control ]] || return 0
+  grep -a -o -m1 'Citus [0-9][0-9.]*[0-9]' "$LIB_DIR/citus.so" | head -n1 | cut -d' ' -f2
+}
+if [[ -z $CITUS_SRC ]]; then
+  say "citus: PGPATTERNS_CITUS_SOURCE is not set, so Citus is NOT built or installed" \
+      "(set it to a citus-X.Y.Z.tar.gz source archive; citus-marked tests skip without it)"
+else
+  [[ -f $CITUS_SRC ]] || die "PGPATTERNS_CITUS_SOURCE=$CITUS_SRC: no such file (expected a citus-X.Y.Z.tar.gz source archive)"
+  citus_version=$(tar -xzOf "$CITUS_SRC" --wildcards '*/configure' 2>/dev/null |
+                  sed -n "s/^PACKAGE_VERSION='\([^']*\)'/\1/p" | head -n1) || true
+  [[ -n $citus_version ]] ||
+    die "PGPATTERNS_CITUS_SOURCE=$CITUS_SRC: no configure with PACKAGE_VERSION inside; is it a Citus release source archive?"
+  have_citus=$(citus_installed)
+  if [[ $have_citus == "$citus_version" ]]; then
+    say "citus $citus_version: already installed in $LIB_DIR"
+  else
+    need_citus=yes
+    say "citus: ${have_citus:-not installed}, will build $citus_version from $CITUS_SRC (about 4 min on 2 cores)"
+    for p in "${CITUS_BUILD_DEPS[@]}"; do installed "$p" || missing+=("$p"); done
   fi
 fi
 
@@ -114,6 +144,19 @@ if [[ -n $need_vector ]]; then
   vector_status=built
 fi
 
+# --- Citus build ----------------------------------------------------------------------
+if [[ -n $need_citus ]]; then
+  [[ -n $TMP_DIR ]] || TMP_DIR=$(mktemp -d)
+  ( mkdir "$TMP_DIR/citus" && cd "$TMP_DIR/citus"
+    tar -xzf "$CITUS_SRC" --strip-components=1
+    ./configure -q PG_CONFIG="$PG_CONFIG" >/dev/null
+    make -s -j"$(nproc)" >/dev/null 2>&1 || make -j1   # on failure, rerun verbosely for the log
+    make -s install >/dev/null )
+  [[ $(citus_installed) == "$citus_version" ]] ||
+    die "citus $citus_version: built, but $LIB_DIR/citus.so reports '$(citus_installed)'"
+  say "citus $citus_version: built and installed into /usr/lib/postgresql/$PG"
+fi
+
 # --- verify (files only; no cluster needed) --------------------------------------------
 for f in "$EXT_DIR"/{vector,postgis,btree_gist,ltree,pg_partman,pg_cron}.control \
          "$LIB_DIR/vector.so" "$LIB_DIR/pg_cron.so"; do
@@ -123,4 +166,5 @@ vec=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$EXT_DIR/vector.contro
 pgis=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$EXT_DIR/postgis.control")
 say "done: PostgreSQL $PG ready for pgpatterns (vector $vec, postgis $pgis, btree_gist, ltree," \
     "pg_partman, pg_cron);" \
-    "${#missing[@]} package(s) installed, pgvector ${vector_status:-already there}"
+    "${#missing[@]} package(s) installed, pgvector ${vector_status:-already there}," \
+    "citus ${citus_version:-not requested (PGPATTERNS_CITUS_SOURCE unset)}"

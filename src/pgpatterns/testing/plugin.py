@@ -94,6 +94,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "requires_extension(*names): run on a server with these PostgreSQL extensions; "
         "skip when none has them, fail if PGPATTERNS_REQUIRE lists them.",
     )
+    config.addinivalue_line(
+        "markers",
+        "citus: run on a Citus cluster (fixture pg_citus); skip when Citus is not installed, "
+        "fail if PGPATTERNS_REQUIRE lists citus.",
+    )
     config.stash[_STATE] = _PluginState(config)
 
 
@@ -138,6 +143,8 @@ def _check_needs(state: _PluginState, need: frozenset[str]) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     item.stash[_NEEDS] = _needs(item)
     _check_needs(item.config.stash[_STATE], item.stash[_NEEDS])
+    if item.get_closest_marker("citus") or "pg_citus" in getattr(item, "fixturenames", ()):
+        _check_citus()
 
 
 def _state(request: pytest.FixtureRequest) -> _PluginState:
@@ -246,3 +253,32 @@ def pg_schema(pg_database: Database) -> Iterator[PgSchema]:
         engine.dispose()
         app.dispose()
         db.drop_schema(name)
+
+
+# -- Citus (coordinator + 2 workers on the system PostgreSQL with Citus) -------------------
+def _check_citus() -> None:
+    """Skip (or fail, when PGPATTERNS_REQUIRE lists citus) without a Citus installation."""
+    from pgpatterns.testing.citus import citus_missing
+
+    why = citus_missing()
+    if why is not None:
+        if "citus" in required_from_env():
+            pytest.fail(f"PGPATTERNS_REQUIRE lists citus: {why}", pytrace=False)
+        pytest.skip(why)
+
+
+@pytest.fixture
+def pg_citus() -> Iterator[Any]:
+    """A fresh schema on a Citus cluster (started once per run): a
+    :class:`pgpatterns.testing.citus.CitusSchema` with ``engine`` (superuser, owner of what
+    it creates) and ``app_engine`` (the non-owner app role), both with the schema first on
+    their search_path. Mark tests ``@pytest.mark.citus``."""
+    from pgpatterns.testing.citus import citus_schema, get_citus
+
+    _check_citus()
+    try:
+        cluster = get_citus()
+    except DatabaseUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with citus_schema(cluster) as schema:
+        yield schema
