@@ -4,7 +4,9 @@ spaces, unicode and 63-byte names for tables and columns, with and without a sch
 from __future__ import annotations
 
 import string
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
@@ -23,6 +25,7 @@ from sqlalchemy import (
 
 from pgpatterns.ddl import attach
 from pgpatterns.denormalize import counter_cache, denormalized, drift_count
+from pgpatterns.errors import DenormalizeError
 from pgpatterns.testing.plugin import PgSchema
 
 FIXED = ["na%me", "%s", "%%", "%(x)s", 'q"uote', "a'b", "sp ace", "ünï cödé", "x" * 63,
@@ -82,3 +85,30 @@ def test_the_reported_percent_column(pg_schema: PgSchema) -> None:
         md.create_all(conn)
         _exercise(conn, names, parent, child)
         conn.rollback()
+
+
+def test_bad_arguments_are_denormalize_errors_before_sql() -> None:
+    _md, parent, child, _ = _build(["p", "c", "id", "src", "cnt", "fk", "copy"], None)
+    other = Table("o", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("p", ForeignKey(parent.c.id)), schema="elsewhere")
+    nothing: Any = None
+    empty: Any = []
+    five: Any = 5
+    word: Any = "x"
+    cases: list[tuple[Any, str]] = [
+        (lambda: denormalized(None, parent.c.src), "is not a column of a table"),
+        (lambda: denormalized(child.c.copy, 3), "is not a column of a table"),
+        (lambda: denormalized(child.c.copy, parent.c.src, lock=empty), "lock=\\[\\] is not"),
+        (lambda: denormalized(child.c.copy, parent.c.src, lock=nothing), "lock=None is not"),
+        (lambda: denormalized(child.c.copy, parent.c.src, name=""), "name='' must be"),
+        (lambda: denormalized(child.c.copy, parent.c.src, name=five), "name=5 must be"),
+        (lambda: denormalized(child.c.copy, parent.c.src, via=2**70), "has no column"),
+        (lambda: counter_cache(parent.c.cnt, None), "is not a Table"),
+        (lambda: counter_cache(parent.c.cnt, "c"), "is not a Table"),
+        (lambda: counter_cache(parent.c.cnt, other), "declare every table with a schema"),
+        (lambda: drift_count(nothing), "pass what denormalized"),
+        (lambda: drift_count(nothing, word), "pass what denormalized"),
+    ]
+    for build, message in cases:
+        with pytest.raises(DenormalizeError, match=message):
+            build()

@@ -313,7 +313,7 @@ def denormalized(
     if target is fk_col:
         raise DenormalizeError(f"{owner}: the target is the foreign key itself.")
     locks = {"share": "FOR SHARE", "update": "FOR NO KEY UPDATE"}
-    if lock not in locks:
+    if not isinstance(lock, str) or lock not in locks:
         raise DenormalizeError(
             f"{owner}: lock={lock!r} is not supported; pass 'share' (default) or 'update' "
             "(when a counter cache also updates the parent on child inserts)."
