@@ -183,6 +183,20 @@ def _initialize(bindir: Path, user: str | None) -> Path:
     return scratch
 
 
+def _check_reachable(target: Path, user: str | None) -> None:
+    """As root the server runs as ``postgres``, which must reach ``target``'s parent."""
+    if user is None:
+        return
+    parent = target if target.exists() else target.parent
+    probe = subprocess.run(["test", "-x", str(parent)], user=user, check=False)
+    if probe.returncode != 0:
+        raise DatabaseUnavailableError(
+            f"serve: --data {target}: the server runs as the {user!r} user (we are root), "
+            f"which cannot reach {parent}; choose a directory it can reach (e.g. under "
+            "/var/tmp), or run pgpatterns serve as a regular user."
+        )
+
+
 def _scratch_base() -> str | None:
     """``/dev/shm`` when it is a writable tmpfs (a throwaway cluster in memory starts in a
     fraction of the time a loaded disk needs to copy it), else the temporary directory."""
@@ -237,6 +251,7 @@ def start(*, server: str = "embedded", data: str | Path | None = None,
         usable = _usable_bindir(bindir, user, root)
         if data is not None:
             target, keep = Path(data).resolve(), True
+            _check_reachable(target, user)
             if not (target / "PG_VERSION").is_file():
                 if target.exists() and any(target.iterdir()):
                     raise DatabaseUnavailableError(
