@@ -126,6 +126,9 @@ def build(**change: Any) -> tuple[MetaData, dict[str, Any]]:
     if change.get("no_policy"):
         del objects["policy"]
     attach(md, *objects.values())
+    # what pgpatterns.rls does: the table's info points at its objects (not Python source)
+    items.info["pgpatterns.rls"] = objects["rls"]
+    items.info["note"] = "plain values are kept"
     return md, objects
 
 

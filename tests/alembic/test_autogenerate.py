@@ -25,6 +25,7 @@ def test_first_migration_creates_everything_and_check_passes(
     source = mig.revision()
     compile(source, "migration.py", "exec")  # loads (no info={RowLevelSecurity(...)})
     assert "RowLevelSecurity(" not in source
+    assert "info={'note': 'plain values are kept'}" in source
     # objects after the tables they need, in dependency order; downgrades in reverse
     order = ["'function touch'", "'trigger items_touch", "'view cheap'", "'view cheap_alice'"]
     up = source.split("def downgrade")[0]

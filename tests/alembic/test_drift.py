@@ -151,3 +151,52 @@ def test_hnsw_option_change_is_reported(pg_schema: PgSchema) -> None:
             )
         )
         assert len(diff(conn, md)) == 1  # another operator class
+
+
+def test_replacing_a_function_replaces_its_trigger_around_it(synced: Any) -> None:
+    from pgpatterns.alembic import operations_for
+    from pgpatterns.ddl.compare import compare
+
+    conn, _, _ = synced
+    changed, _ = build(function_body=True)
+    findings = compare(conn, changed)
+    assert [(f.action, f.label) for f in findings] == [
+        ("replace", "function touch"),
+        ("replace", "trigger items_touch on items"),  # found through pg_depend
+    ]
+    assert findings[1].lines == []  # not itself different: diff() does not report it
+    front, drops, creates = operations_for(findings)
+    assert front == []
+    assert [d.label for d in drops] == ["trigger items_touch on items", "function touch"]
+    assert [c.label for c in creates] == ["function touch", "trigger items_touch on items"]
+    for op in [*drops, *creates]:
+        for statement in op.sql:
+            conn.exec_driver_sql(statement)
+    assert diff(conn, changed) == []
+
+
+def test_replacing_a_view_replaces_the_view_on_it(synced: Any) -> None:
+    from pgpatterns.ddl.compare import compare
+
+    conn, _, _ = synced
+    findings = compare(conn, build(cheap_below=20)[0])
+    assert [(f.action, f.label) for f in findings] == [
+        ("replace", "view cheap"),
+        ("replace", "view cheap_alice"),
+    ]
+
+
+def test_missing_extension_is_created_first() -> None:
+    from pgpatterns.alembic import operations_for
+    from pgpatterns.ddl.compare import Finding
+
+    findings = [
+        Finding("create", "extension", "extension vector", ["..."], create=["CREATE EXT"]),
+        Finding("create", "view", "view v", ["..."], create=["CREATE VIEW"], undo=["DROP"]),
+        Finding("drop", "policy", "policy p on t", ["..."], ["DROP POLICY"], ["CREATE POLICY"]),
+    ]
+    front, drops, creates = operations_for(findings)
+    assert [o.label for o in front] == ["extension vector"]
+    assert [o.label for o in drops] == ["policy p on t"]
+    assert drops[0].reverse().sql == ["CREATE POLICY"]  # the downgrade re-creates it
+    assert [o.label for o in creates] == ["view v"]
