@@ -7,14 +7,16 @@ Examples:
 
 A guarded table (:func:`pgpatterns.trees.tree_guard` and the foreign key) has none; they
 appear when the trigger or the foreign key was disabled, or rows were written before the
-guard existed. The check reads the whole table (a walk from every root).
+guard existed. The check reads the whole table once (a walk down from every root, then
+an anti-join), so its time grows linearly with the table; only nodes no root reaches (on
+or below a cycle) are walked up.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, exists, func, literal_column, or_, select
+from sqlalchemy import Select, and_, exists, func, literal_column, select, union_all
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -57,19 +59,26 @@ def _mismatches(tree: Tree) -> Select[Any] | None:
 
 
 def _cycles(tree: Tree) -> Select[Any]:
-    """Nodes on a cycle: among the nodes no root reaches, those whose walk up returns."""
+    """Nodes on a cycle: among the nodes no root reaches, those whose walk up returns.
+
+    Linear: the walk down from the roots (and orphans) needs no visited-set, because it
+    can never enter a cycle (a node on a cycle has its parent on the cycle); the nodes it
+    does not reach are found by an anti-join (hashed), and only those walk up.
+    """
     t = tree.table
     key, parent = t.c[tree.key.name], t.c[tree.parent.name]
     p = t.alias()
-    starts = or_(parent.is_(None), ~exists().where(p.c[tree.key.name] == parent))
-    reach = select(key.label("k"), array([key]).label("seen")).where(starts).cte(recursive=True)
+    orphans = ~exists().where(p.c[tree.key.name] == parent)  # an anti-join, never NOT IN
+    starts = union_all(
+        select(key.label("k")).where(parent.is_(None)),
+        select(key.label("k")).where(parent.is_not(None), orphans),
+    ).subquery()
+    reach = select(starts.c.k).cte(recursive=True)
     c = t.alias()
     reach = reach.union_all(
-        select(c.c[tree.key.name], func.array_append(reach.c.seen, c.c[tree.key.name])).where(
-            c.c[tree.parent.name] == reach.c.k, c.c[tree.key.name] != func.all(reach.c.seen)
-        )
+        select(c.c[tree.key.name]).where(c.c[tree.parent.name] == reach.c.k)
     )
-    lost = select(key, parent).where(key.not_in(select(reach.c.k))).cte()
+    lost = select(key, parent).where(~exists().where(reach.c.k == key)).cte()
     up = select(
         lost.c[tree.key.name].label("start"),
         lost.c[tree.parent.name].label("p"),
@@ -80,10 +89,10 @@ def _cycles(tree: Tree) -> Select[Any]:
         select(up.c.start, a.c[tree.parent.name], func.array_append(up.c.seen, a.c[tree.key.name]))
         .where(a.c[tree.key.name] == up.c.p, a.c[tree.key.name] != func.all(up.c.seen))
     )
-    return (
-        select(literal_column("'cycle'"), lost.c[tree.key.name], lost.c[tree.parent.name])
-        .where(lost.c[tree.key.name].in_(select(up.c.start).where(up.c.p == up.c.start)))
-    )
+    on_cycle = exists().where(up.c.start == lost.c[tree.key.name], up.c.p == up.c.start)
+    return select(
+        literal_column("'cycle'"), lost.c[tree.key.name], lost.c[tree.parent.name]
+    ).where(on_cycle)
 
 
 def _statements(model: type[Any]) -> list[Select[Any]]:
