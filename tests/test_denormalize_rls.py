@@ -205,3 +205,28 @@ def test_counter_moves_from_eight_threads_end_exact(model: Model, pg_schema: PgS
         assert drift_count(conn, model.count) == [0]
     assert counts == {f: expected[f] for f in FORUMS}
     assert {f: actual.get(f, 0) for f in FORUMS} == expected
+
+
+async def test_drift_count_async_as_owner_and_as_app(
+    model: Model, pg_schema: PgSchema, pg_database: Database
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from pgpatterns.denormalize import drift_count_async
+    from pgpatterns.rls import tenant_context_async
+
+    _as_tenant(pg_schema.app_engine, 1, insert(model.posts).values(id=1, author_id=1, forum_id=2))
+    path = pg_database.search_path_args(pg_schema.name)
+    for url, owner in ((pg_database.url, True), (pg_database.app_url, False)):
+        engine = create_async_engine(url, poolclass=NullPool, connect_args=path)
+        try:
+            async with AsyncSession(engine) as session, session.begin():
+                if owner:
+                    assert await drift_count_async(session, model.copy, model.count) == [0, 0]
+                else:
+                    await tenant_context_async(session, 1)
+                    with pytest.raises(DenormalizeError, match="row-level security applies"):
+                        await drift_count_async(session, model.count)
+        finally:
+            await engine.dispose()

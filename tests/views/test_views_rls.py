@@ -29,6 +29,7 @@ from pgpatterns.views import (
     materialized_view,
     refresh,
     refresh_async,
+    replace_materialized_view,
     tenant_materialized_view,
     tenant_rows,
     view,
@@ -307,3 +308,27 @@ def test_concurrent_refresh_racing_readers(shop: Shop, pg_schema: PgSchema) -> N
         assert got in states[tenant]
     assert _read(app, shop, 1) == states[1][-1]
     assert _read(app, shop, 2) == states[2][-1]
+
+
+def test_replace_the_tenant_form_keeps_the_door_and_the_grants(
+    shop: Shop, pg_schema: PgSchema, pg_database: Database
+) -> None:
+    s = shop.sales
+    v2 = tenant_materialized_view(
+        "shop_totals",
+        select(s.c.tenant_id, s.c.shop, func.sum(s.c.cents).label("cents"),
+               func.count().label("sales")).group_by(s.c.tenant_id, s.c.shop),
+        metadata=MetaData(), readers=[pg_database.app_role], unique_key=["tenant_id", "shop"],
+    )
+    with Session(pg_schema.engine) as session:
+        done = replace_materialized_view(session, v2)
+        session.commit()
+    assert done.indexes == ["shop_totals_mv_key"] and not done.created
+    with pg_schema.app_engine.begin() as conn:
+        tenant_context(conn, 2)
+        got = {r.shop: (int(r.cents), r.sales) for r in conn.execute(select(v2.table))}
+    assert got == {10: (1000, 1), 12: (3, 2)}
+    hidden = tenant_rows(v2)
+    assert hidden is not None
+    with pg_schema.app_engine.begin() as conn, pytest.raises(ProgrammingError):
+        conn.execute(select(func.count()).select_from(hidden.table))

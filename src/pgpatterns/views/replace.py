@@ -29,8 +29,10 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 
 from pgpatterns.ddl import MaterializedView
 from pgpatterns.ddl.base import qualified, regname
+from pgpatterns.ddl.view import ViewBase
 from pgpatterns.errors import ViewReplaceError
 from pgpatterns.views.declare import as_view, check_session
+from pgpatterns.views.tenant import tenant_rows
 
 __all__ = ["Replaced", "replace_materialized_view", "replace_materialized_view_async"]
 
@@ -91,20 +93,28 @@ def replace_materialized_view(
             existing index uses expressions / a WHERE clause / columns the new query no
             longer produces. Nothing is created or dropped.
 
+    The reader view of a :func:`~pgpatterns.views.tenant_materialized_view` is accepted:
+    it is dropped, its private rows replaced, and it is created again with its grant to the
+    readers (other grants on the reader view are not carried over).
+
     Warning:
         Comments, ownership and column-level grants are not carried over. Needs the new
         definition to keep the view's name (it is the same object, redefined).
     """
-    obj = as_view(mv)
-    if not isinstance(obj, MaterializedView):
-        raise ViewReplaceError(
-            f"{obj.describe()} is a plain view; use CREATE OR REPLACE VIEW (or drop and "
-            "create it) since it holds no data or indexes to keep."
-        )
     if not isinstance(keep_indexes, bool):
         raise ViewReplaceError(
             f"replace_materialized_view(): keep_indexes must be True or False, got "
             f"{keep_indexes!r}."
+        )
+    found = as_view(mv)
+    rows = tenant_rows(found)
+    if rows is not None:
+        return _replace_tenant_form(session, found, rows, keep_indexes)
+    obj = found
+    if not isinstance(obj, MaterializedView):
+        raise ViewReplaceError(
+            f"{obj.describe()} is a plain view; use CREATE OR REPLACE VIEW (or drop and "
+            "create it) since it holds no data or indexes to keep."
         )
     check_session("replace_materialized_view()", session)
     conn = session.connection() if isinstance(session, Session) else session
@@ -146,6 +156,22 @@ def replace_materialized_view(
             )
     grants = [(r.privilege, r.role) for r in conn.execute(_GRANTS, {"oid": oid})]
     return _swap(conn, obj, kept, grants)
+
+
+def _replace_tenant_form(
+    session: Session | Connection, reader: ViewBase, rows: MaterializedView, keep_indexes: bool
+) -> Replaced:
+    """The per-tenant form: drop the reader view, replace its rows, create it again (with
+    its grant to the readers), all in the caller's transaction."""
+    check_session("replace_materialized_view()", session)
+    conn = session.connection() if isinstance(session, Session) else session
+    if reader.exists(conn):
+        for ddl in reader.drop_ddl():
+            conn.execute(ddl)
+    done = replace_materialized_view(conn, rows, keep_indexes=keep_indexes)
+    for ddl in reader.create_ddl():
+        conn.execute(ddl)
+    return done
 
 
 def _swap(
