@@ -43,6 +43,7 @@ def add_parser(subs: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pgpatterns.doctor import (
+        LINTS,
         at_least,
         doctor,
         load_baseline,
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from pgpatterns.doctor.report import to_json, to_sarif, to_text
 
+    unknown = sorted((set(args.lints or []) | set(args.exclude)) - set(LINTS))
+    if unknown:  # before connecting
+        raise CliError(f"unknown lint ids {unknown}; the lints are: {', '.join(LINTS)}.")
     try:
         baseline = load_baseline(args.baseline) if args.baseline else set()
         engine = engine_for(args.url)
