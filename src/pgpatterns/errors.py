@@ -12,6 +12,7 @@ __all__ = [
     "ArrayError",
     "AssociationError",
     "BulkLoadError",
+    "CitusDistributionError",
     "ColumnError",
     "ConcurrentUpdateError",
     "ConstraintError",
@@ -371,3 +372,10 @@ class PartitionConcurrentUpdateError(PartitionError, ConcurrentUpdateError):
     """Partition maintenance lost a race it cannot resolve from its snapshot (REPEATABLE
     READ or SERIALIZABLE: a concurrent run created an overlapping partition under another
     name); retry the transaction. The original database error is ``__cause__``."""
+
+
+class CitusDistributionError(DDLError):
+    """A schema cannot be distributed by Citus as declared (a primary key, unique constraint
+    or foreign key of a tenant-distributed table without the tenant column, a reference table
+    pointing at a distributed one, a policy form Citus refuses); raised by
+    :func:`pgpatterns.citus.distribute` before any SQL is sent."""

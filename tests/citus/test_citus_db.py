@@ -1,0 +1,168 @@
+"""pgpatterns.citus on a real coordinator + 2 workers, as the non-owner app role."""
+
+from __future__ import annotations
+
+import pytest
+from citus_world import DISTRIBUTION, TENANTS, Project, Task, World, build
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.orm import Session, selectinload
+
+from pgpatterns import rls
+from pgpatterns.citus import (
+    is_router,
+    route_by_tenant,
+    table_distribution,
+    task_counts,
+    tenant_context,
+    tenant_filtered,
+)
+from pgpatterns.explain import explain
+from pgpatterns.testing.citus import APP_ROLE, CitusSchema
+
+pytestmark = pytest.mark.citus
+
+SHARDS = 8  # citus_world distributes with shard_count=8
+
+
+@pytest.fixture
+def world(pg_citus: CitusSchema) -> World:
+    return build(pg_citus)
+
+
+def test_create_all_distributes_colocated_and_diff_is_clean(world: World) -> None:
+    with world.schema.engine.connect() as conn:
+        plans = table_distribution(conn, world.plans)
+        projects = table_distribution(conn, world.projects)
+        tasks = table_distribution(conn, world.tasks)
+        assert plans is not None and plans["method"] == "n"
+        assert projects is not None and tasks is not None
+        assert projects["column_name"] == tasks["column_name"] == "tenant_id"
+        assert projects["colocation"] == tasks["colocation"]
+        for obj in DISTRIBUTION:
+            assert obj.reflect_diff(conn) == [], obj.describe()
+        fks = conn.execute(text(
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE contype = 'f' AND connamespace = to_regnamespace(:s) ORDER BY 1, 2"
+        ), {"s": world.schema.name}).all()
+    assert fks == [
+        ("projects", "FOREIGN KEY (plan_id) REFERENCES plans(id)"),
+        ("tasks", "FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id)"
+                  " ON DELETE CASCADE"),
+    ]
+
+
+def test_the_initplan_policy_form_is_refused_on_a_distributed_table(world: World) -> None:
+    with world.schema.engine.connect() as conn, pytest.raises(
+        DBAPIError, match="unexpected non-SELECT command in SubLink"
+    ):
+        conn.execute(text(
+            "CREATE POLICY fast ON tasks TO public USING "
+            "(tenant_id = (SELECT nullif(current_setting('app.tenant_id', true), '')::bigint))"
+        ))
+
+
+def test_no_tenant_sees_no_rows_and_raises_nothing(world: World) -> None:
+    app = world.schema.app_engine
+    with app.connect() as conn:  # outside any transaction block, and inside one
+        assert conn.execute(select(func.count()).select_from(world.tasks)).scalar() == 0
+        conn.commit()
+        conn.execute(text("SET app.tenant_id = ''"))  # set, then reset: reads as ''
+        assert conn.execute(select(func.count()).select_from(world.tasks)).scalar() == 0
+    with app.begin() as conn, pytest.raises(DBAPIError):
+        conn.execute(insert(world.tasks).values(id=1, project_id=101, title="orphan"))
+
+
+def test_rls_tenant_context_does_not_reach_the_workers(world: World) -> None:
+    """set_config() in a SELECT runs on the coordinator only: closed, but useless."""
+    with world.schema.app_engine.begin() as conn:
+        rls.tenant_context(conn, 1)
+        assert conn.execute(select(func.count()).select_from(world.tasks)).scalar() == 0
+
+
+@pytest.mark.parametrize("tenant", TENANTS[:2])
+def test_citus_tenant_context_sees_own_rows_only(world: World, tenant: int) -> None:
+    with Session(world.schema.app_engine) as session, session.begin():
+        tenant_context(session, tenant)
+        rows = session.scalars(select(Task)).all()
+        assert {t.tenant_id for t in rows} == {tenant}
+        assert len(rows) == 20
+        # writes: own tenant by default; another tenant's id is refused by the policy
+        session.execute(insert(Task).values(id=99_001, project_id=tenant * 100 + 1, title="n"))
+        with pytest.raises(ProgrammingError, match="row-level security"), session.begin_nested():
+            session.execute(insert(Task).values(
+                tenant_id=tenant + 1, id=99_002, project_id=(tenant + 1) * 100 + 1, title="x"))
+        # the composite tenant key refuses a reference to another tenant's project
+        with pytest.raises(IntegrityError), session.begin_nested():
+            session.execute(insert(Task).values(id=99_003, project_id=(tenant + 1) * 100 + 1,
+                                                title="cross"))
+        moved = session.execute(update(Task).values(title="mine")).rowcount
+        assert moved == 21
+        session.rollback()
+
+
+def _plan_tasks(session: Session, stmt: object, tenant: int) -> list[int]:
+    return task_counts(explain(session, tenant_filtered(stmt, tenant)))  # type: ignore[arg-type]
+
+
+def test_tenant_filtered_statements_are_router_queries(world: World) -> None:
+    with Session(world.schema.app_engine) as session, session.begin():
+        tenant_context(session, 2)
+        unfiltered = explain(session, select(Task))
+        assert task_counts(unfiltered) == [SHARDS]  # RLS alone: every shard
+        join = select(Project.name, func.count(Task.id)).join(
+            Task, (Task.tenant_id == Project.tenant_id) & (Task.project_id == Project.id)
+        ).group_by(Project.name)
+        with_ref = select(Project).join(world.plans, world.plans.c.id == Project.plan_id)
+        for stmt in (
+            select(Task),
+            join,
+            with_ref,
+            select(Task).where(Task.project_id.in_(select(Project.id).where(Project.name > ""))),
+            update(Task).values(title="t"),
+            delete(Task).where(Task.id == 0),
+        ):
+            assert _plan_tasks(session, stmt, 2) == [1], str(stmt)
+
+
+def test_route_by_tenant_routes_orm_queries_and_relationship_loads(world: World) -> None:
+    seen: list[str] = []
+
+    class Routed(Session):
+        pass
+
+    route_by_tenant(Routed)
+    with Routed(world.schema.app_engine) as session, session.begin():
+        from sqlalchemy import event
+
+        @event.listens_for(session.connection(), "before_cursor_execute")
+        def capture(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+            seen.append(statement)
+
+        tenant_context(session, 3)
+        projects = session.scalars(select(Project).options(selectinload(Project.tasks))).all()
+        assert {p.tenant_id for p in projects} == {3}
+        assert all(len(p.tasks) == 4 for p in projects)
+        plan = explain(session, tenant_filtered(select(Project), 3))
+        assert is_router(plan)
+    selects = [s for s in seen if s.lstrip().startswith("SELECT")]
+    assert selects and all("tenant_id = %(" in s for s in selects), selects
+    # a later transaction without a tenant: no filter, and RLS shows nothing
+    with Routed(world.schema.app_engine) as session, session.begin():
+        assert session.scalars(select(Project)).all() == []
+
+
+def test_reference_table_is_readable_and_owner_writes_reach_every_node(world: World) -> None:
+    with world.schema.app_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(world.plans)).scalar() == 2
+        plan = explain(conn, select(world.plans))
+        assert task_counts(plan) == [1]
+    assert APP_ROLE in rls_roles(world)
+
+
+def rls_roles(world: World) -> list[str]:
+    with world.schema.engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT unnest(polroles::regrole[])::text FROM pg_policy"
+            " WHERE polrelid = 'tasks'::regclass"
+        )).scalars())
