@@ -31,6 +31,7 @@ Warning:
 
 from __future__ import annotations
 
+from pgpatterns.associations.objects import WithAttrs, association_object, with_attrs
 from pgpatterns.associations.ops import (
     LinkResult,
     link,
@@ -48,13 +49,7 @@ from pgpatterns.associations.query import (
     having_none,
     top_related,
 )
-from pgpatterns.associations.schema import (
-    WithAttrs,
-    association_object,
-    association_table,
-    many_to_many,
-    with_attrs,
-)
+from pgpatterns.associations.schema import association_table, many_to_many
 
 __all__ = [
     "LinkResult",

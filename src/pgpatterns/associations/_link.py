@@ -17,7 +17,9 @@ from pgpatterns._args import collection, key_value
 from pgpatterns.errors import ArgumentError, AssociationError
 from pgpatterns.rls.tenant import tenant_of
 
-__all__ = ["Link", "key_of", "needs_flush", "resolve", "snake", "target_ids", "targets"]
+__all__ = [
+    "Link", "key_of", "needs_flush", "plural", "resolve", "snake", "target_ids", "targets",
+]
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -25,6 +27,16 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 def snake(name: str) -> str:
     """``UserGroup`` -> ``user_group``."""
     return _CAMEL.sub("_", name).lower()
+
+
+def plural(word: str) -> str:
+    """``membership`` -> ``memberships``, ``dependency`` -> ``dependencies``, ``box`` ->
+    ``boxes`` (English rules for the default collection names, not a dictionary)."""
+    if len(word) > 1 and word.endswith("y") and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    return word + "s"
 
 
 @dataclass(frozen=True, eq=False)  # identity: a cache key; columns compare as SQL
@@ -97,9 +109,12 @@ def _from_association(local: RelationshipProperty[Any], remote: Any, label: str)
             "association proxy (Group.users)."
         )
     if remote is None:
+        # the link class's many-to-one relationships other than the way back to `local`'s
+        # side (which uses the link columns of `local`: a class linked to itself has two)
+        back_cols = {b if b.table is table else a for a, b in local.synchronize_pairs}
         candidates = [
             p for p in local.mapper.relationships
-            if p.direction is MANYTOONE and p.mapper is not local.parent
+            if p.direction is MANYTOONE and set(p.local_columns) != back_cols
         ]
         if len(candidates) != 1:
             raise AssociationError(

@@ -232,7 +232,7 @@ def _find(left: Any, rights: list[Any], via: Any, mode: str) -> Link:
             continue
         if right_mapper.isa(candidate.right_mapper):
             found.append(candidate)
-    tables = {id(c.table) for c in found}
+    tables = {(id(c.table), c.left_col.name) for c in found}  # a self-link has two directions
     if len(tables) != 1:
         raise AssociationError(
             f"{mode}(): {left_mapper.class_.__name__} has {len(tables)} many-to-many links to "

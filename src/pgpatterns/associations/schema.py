@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Index, MetaData, Table
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.ext.associationproxy import association_proxy
-from sqlalchemy.orm import Mapper, relationship
+from sqlalchemy.orm import Mapper, backref, relationship
 
 from pgpatterns.associations._link import snake
 from pgpatterns.errors import AssociationError
 from pgpatterns.rls.tenant import TenantInfo, secure_table, tenant_column, tenant_of
 
-__all__ = ["WithAttrs", "association_object", "association_table", "many_to_many", "with_attrs"]
+__all__ = ["association_table", "cascades", "check_free", "many_to_many"]
 
 _ONDELETE = {"CASCADE", "RESTRICT", "NO ACTION"}
 _MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -207,17 +205,9 @@ def _tenant_scope(left: Table, right: Table, wanted: bool | None,
     return TenantInfo(first.column, roles, first.setting, first.type_)
 
 
-def _cascades(table: Table) -> bool:
+def cascades(table: Table) -> bool:
+    """Whether every foreign key of ``table`` says ``ON DELETE CASCADE``."""
     return all(fk.ondelete == "CASCADE" for fk in table.foreign_keys)
-
-
-def _add(cls: type[Any], key: str, prop: Any) -> None:
-    mapper = sa_inspect(cls)
-    if hasattr(cls, key):
-        raise AssociationError(
-            f"{cls.__name__} already has an attribute {key!r}. Choose another name."
-        )
-    mapper.add_property(key, prop)
 
 
 def many_to_many(
@@ -249,7 +239,9 @@ def many_to_many(
 
     Args:
         left: The mapped class that gets ``attr``.
-        right: The mapped class that gets ``back``.
+        right: The mapped class that gets ``back``; may be ``left`` itself (followers,
+            graph edges): pass ``left_column=``/``right_column=`` (``"follower_id"``,
+            ``"followed_id"``), ``attr`` reads left to right, ``back`` right to left.
         attr: The collection attribute added to ``left`` (``"tags"``).
         back: The reverse collection added to ``right`` (``"posts"``), or None.
         table: An existing link table; default :func:`association_table` with
@@ -257,132 +249,67 @@ def many_to_many(
         order_by: Passed to both relationships.
         lazy: Passed to both relationships.
 
+    Both relationships get an explicit ``primaryjoin``/``secondaryjoin``, so a class linked
+    to itself is not ambiguous.
+
     Raises:
-        AssociationError: An attribute exists already, or :func:`association_table` refused.
+        AssociationError: An attribute exists already (or ``attr == back`` on one class), or
+            :func:`association_table` refused; the classes and MetaData are left unchanged.
     """
-    for cls, key in ((left, attr), (right, back)):
-        if key is not None and hasattr(cls, key):
-            raise AssociationError(f"{cls.__name__} already has an attribute {key!r}.")
-    table = table if table is not None else association_table(left, right, **table_options)
-    passive = _cascades(table)
-    _add(left, attr, relationship(right, secondary=table, passive_deletes=passive,
-                                  back_populates=back, order_by=order_by, lazy=lazy))
-    if back is not None:
-        _add(right, back, relationship(left, secondary=table, passive_deletes=passive,
-                                       back_populates=attr, order_by=order_by, lazy=lazy))
+    check_free([(left, attr), (right, back)])
+    left_pk = _single_key(_table_of(left, "left")[0])
+    right_pk = _single_key(_table_of(right, "right")[0])
+    if table is None:
+        table = association_table(left, right, **table_options)
+        lcol, rcol = table.primary_key.columns.values()[:2]
+    else:
+        lcol, rcol = _link_columns(table, left_pk, right_pk, table_options)
+    passive = cascades(table)
+    # backref= rather than two back_populates: adding one relationship to a configured
+    # mapper initializes it at once, and it must not refer to one not added yet
+    reverse = None if back is None else backref(
+        back, passive_deletes=passive, order_by=order_by, lazy=lazy)
+    sa_inspect(left).add_property(attr, relationship(
+        right, secondary=table, primaryjoin=left_pk == lcol, secondaryjoin=right_pk == rcol,
+        passive_deletes=passive, backref=reverse, order_by=order_by, lazy=lazy))
     return table
 
 
-@dataclass(frozen=True)
-class WithAttrs:
-    """A target plus the link's attributes, for appending through an association proxy."""
+def _link_columns(table: Table, left_pk: Column[Any], right_pk: Column[Any],
+                  options: dict[str, Any]) -> tuple[Column[Any], Column[Any]]:
+    """The columns of a given link ``table`` that reference ``left_pk`` and ``right_pk``."""
+    def referencing(pk: Column[Any]) -> list[Column[Any]]:
+        return [c for c in table.columns if any(fk.references(pk.table) and
+                                                fk.column is pk for fk in c.foreign_keys)]
 
-    target: Any
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-def with_attrs(target: Any, **attrs: Any) -> WithAttrs:
-    """Append through a proxy with the link's attributes set.
-
-    Examples:
-        >>> group.users.append(with_attrs(alice, role="admin"))  # doctest: +SKIP
-        >>> group.memberships[-1].role  # doctest: +SKIP
-        'admin'
-    """
-    return WithAttrs(target, attrs)
-
-
-def _creator(link_cls: type[Any], attr: str, columns: set[str]) -> Any:
-    def create(value: Any) -> Any:
-        if isinstance(value, WithAttrs):
-            unknown = sorted(set(value.attrs) - columns)
-            if unknown:
-                raise AssociationError(
-                    f"{link_cls.__name__} has no column {', '.join(unknown)}; its own columns "
-                    f"are {', '.join(sorted(columns)) or '(none)'}."
-                )
-            return link_cls(**{attr: value.target}, **value.attrs)
-        return link_cls(**{attr: value})
-
-    return create
+    lcols, rcols = referencing(left_pk), referencing(right_pk)
+    lname, rname = options.get("left_column"), options.get("right_column")
+    if isinstance(lname, str) and isinstance(rname, str):
+        if lname not in table.c or rname not in table.c:
+            raise AssociationError(
+                f"link table {table.name!r} has no column {lname!r} or {rname!r}.")
+        return table.c[lname], table.c[rname]
+    if left_pk is right_pk and len(lcols) == 2:
+        return lcols[0], lcols[1]  # a table linked to itself: the first column is the left
+    if len(lcols) == 1 and len(rcols) == 1 and lcols[0] is not rcols[0]:
+        return lcols[0], rcols[0]
+    raise AssociationError(
+        f"cannot tell which columns of link table {table.name!r} reference "
+        f"{left_pk.table.name!r} and {right_pk.table.name!r}. Pass left_column= and "
+        "right_column=."
+    )
 
 
-def association_object(
-    base: type[Any],
-    left: type[Any],
-    right: type[Any],
-    *,
-    name: str,
-    extra_columns: Iterable[Column[Any]] = (),
-    tablename: str | None = None,
-    left_attr: str | None = None,
-    right_attr: str | None = None,
-    links: tuple[str, str] | None = None,
-    proxies: tuple[str | None, str | None] = (None, None),
-    ondelete: str = "CASCADE",
-) -> type[Any]:
-    """A mapped link class with its own columns, both relationships and association proxies.
-
-    Examples:
-        >>> Membership = association_object(  # doctest: +SKIP
-        ...     Base, User, Group, name="Membership",
-        ...     extra_columns=[Column("role", Text, nullable=False, server_default="member")],
-        ...     proxies=("groups", "users"))
-        >>> group.users.append(with_attrs(alice, role="admin"))  # doctest: +SKIP
-        >>> [(m.user.name, m.role) for m in group.memberships]  # doctest: +SKIP
-        [('alice', 'admin')]
-
-    Creates the class ``name`` on ``base`` mapped to :func:`association_table` (composite
-    primary key, reverse index, cascading foreign keys), with many-to-one relationships
-    ``left_attr``/``right_attr`` (default: the snake_case class names, ``user``/``group``),
-    and on the sides the collections ``links`` (default ``("memberships", "memberships")``,
-    from ``name``) with ``cascade="all, delete-orphan"`` and ``passive_deletes=True``, and
-    the association proxies ``proxies`` (``user.groups``, ``group.users``). A proxy appends
-    a plain object (``group.users.append(bob)``) or :func:`with_attrs` for the columns.
-
-    Warning:
-        Appending a pair that exists already through the ORM inserts it again and fails at
-        flush with a duplicate key: for idempotent adds use :func:`pgpatterns.associations.link`.
-
-    Raises:
-        AssociationError: An attribute name is taken, or :func:`association_table` refused.
-    """
-    left_attr = left_attr or snake(left.__name__)
-    right_attr = right_attr or snake(right.__name__)
-    plural = f"{snake(name)}s"
-    left_links, right_links = links or (plural, plural)
-    for cls, key in ((left, left_links), (right, right_links), (left, proxies[0]),
-                     (right, proxies[1])):
-        if key is not None and hasattr(cls, key):
-            raise AssociationError(f"{cls.__name__} already has an attribute {key!r}.")
-    if left_attr == right_attr:
-        raise AssociationError(
-            f"both sides of {name} would be named {left_attr!r}. Pass left_attr= and right_attr=."
-        )
-    table = association_table(left, right, name=tablename, extra_columns=extra_columns,
-                              ondelete=ondelete, left_column=f"{left_attr}_id" if left is right
-                              else None, right_column=f"{right_attr}_id" if left is right
-                              else None, metadata=base.metadata)
-    lazy: Any = "selectin"  # reading a proxy loads the other side in one query, not one per link
-    link_cls = type(name, (base,), {
-        "__table__": table,
-        "__module__": left.__module__,
-        left_attr: relationship(left, back_populates=left_links, lazy=lazy),
-        right_attr: relationship(right, back_populates=right_links, lazy=lazy),
-    })
-    passive = ondelete.upper() == "CASCADE"
-    cascade = "all, delete-orphan"
-    _add(left, left_links, relationship(link_cls, back_populates=left_attr, cascade=cascade,
-                                        passive_deletes=passive))
-    _add(right, right_links, relationship(link_cls, back_populates=right_attr, cascade=cascade,
-                                          passive_deletes=passive))
-    scope = tenant_of(table)
-    columns = {c.name for c in table.columns} - {c.name for c in table.primary_key} - (
-        set() if scope is None else {scope.column.name})
-    if proxies[0] is not None:
-        setattr(left, proxies[0], association_proxy(
-            left_links, right_attr, creator=_creator(link_cls, right_attr, columns)))
-    if proxies[1] is not None:
-        setattr(right, proxies[1], association_proxy(
-            right_links, left_attr, creator=_creator(link_cls, left_attr, columns)))
-    return link_cls
+def check_free(wanted: list[tuple[type[Any], str | None]]) -> None:
+    """Refuse, before anything is changed, a name a class has or that is wanted twice."""
+    seen: set[tuple[int, str]] = set()
+    for cls, key in wanted:
+        if key is None:
+            continue
+        if hasattr(cls, key) or (id(cls), key) in seen:
+            raise AssociationError(
+                f"{cls.__name__} already has an attribute {key!r}"
+                f"{'' if hasattr(cls, key) else ' (asked for twice)'}. Choose another name; "
+                "nothing was changed."
+            )
+        seen.add((id(cls), key))
