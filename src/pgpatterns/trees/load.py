@@ -184,8 +184,8 @@ def _allocate_stmt(tree: Tree, count: int) -> Select[Any] | None:
 
 def _advance_stmt(tree: Tree, rows: Sequence[Mapping[str, Any]]) -> Select[Any] | None:
     """Move the key's sequence past the largest explicit key, so that the next generated
-    key does not collide with a loaded one (never moves it backwards). Call before
-    :func:`_fill` (which replaces the placeholders)."""
+    key does not collide with a loaded one (never moves it backwards). Build it before
+    :func:`_fill` (which replaces the placeholders) and run it before allocating keys."""
     keys = [row[tree.key.name] for row in rows]
     given = [k for k in keys if isinstance(k, int) and not isinstance(k, (bool, _Pending))]
     if not given or _is_uuid(tree):
@@ -285,15 +285,14 @@ def bulk_load(
     """
     tree, rows, pending = _prepare(model, nested)
     advance = _advance_stmt(tree, rows)
+    if advance is not None:  # first: allocated keys must not collide with explicit ones
+        session.execute(advance)
     stmt = _allocate_stmt(tree, pending)
     _fill(tree, rows, pending, list(session.scalars(stmt)) if stmt is not None else [])
     if not rows:
         return 0
     names = _columns(tree, rows)
-    count = copy_rows(session, tree.table, _values(tree, rows, names), columns=names)
-    if advance is not None:
-        session.execute(advance)
-    return count
+    return copy_rows(session, tree.table, _values(tree, rows, names), columns=names)
 
 
 async def bulk_load_async(
@@ -309,14 +308,11 @@ async def bulk_load_async(
     """
     tree, rows, pending = _prepare(model, nested)
     advance = _advance_stmt(tree, rows)
+    if advance is not None:  # first: allocated keys must not collide with explicit ones
+        await session.execute(advance)
     stmt = _allocate_stmt(tree, pending)
     _fill(tree, rows, pending, list(await session.scalars(stmt)) if stmt is not None else [])
     if not rows:
         return 0
     names = _columns(tree, rows)
-    count = await copy_rows_async(
-        session, tree.table, _values(tree, rows, names), columns=names
-    )
-    if advance is not None:
-        await session.execute(advance)
-    return count
+    return await copy_rows_async(session, tree.table, _values(tree, rows, names), columns=names)
