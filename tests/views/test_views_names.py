@@ -95,6 +95,8 @@ def test_arguments_are_checked_before_sql() -> None:
         (lambda: materialized_view("", q, metadata=md), "non-empty string"),
         (lambda: materialized_view("m", q, metadata=md, unique_key=[1]), "list of column"),  # type: ignore[list-item]
         (lambda: materialized_view("m", q, metadata=md, indexes=None), "indexes must be"),  # type: ignore[arg-type]
+        (lambda: materialized_view("m", q, metadata=md, with_data="no"), "with_data must be"),  # type: ignore[arg-type]
+        (lambda: view("v", q, metadata=md, security_invoker=None), "security_invoker must"),  # type: ignore[arg-type]
         (lambda: materialized_view("m", q, metadata=md, unique_key=None, indexes="x"),  # type: ignore[arg-type]
          "indexes must be"),
     ]

@@ -80,6 +80,10 @@ def view(
     """
     _check_name("view", name)
     _check_selectable(f"view {name}", selectable)
+    _check_flags(
+        f"view {name}", security_invoker=security_invoker, security_barrier=security_barrier,
+        allow_definer_rights=allow_definer_rights,
+    )
     if not allow_definer_rights:
         refuse_rls_bypass(
             f"view {name}", selectable, security_invoker=security_invoker,
@@ -143,6 +147,7 @@ def materialized_view(
     """
     _check_name("materialized view", name)
     _check_selectable(f"materialized view {name}", selectable)
+    _check_flags(f"materialized view {name}", with_data=with_data, allow_rls=allow_rls)
     secured = rls_sources(selectable)
     if secured and not allow_rls:
         raise ViewRLSError(
@@ -188,6 +193,12 @@ def _check_name(what: str, name: object) -> None:
             f"{what} name must be a non-empty string without NUL characters, got {name!r}; "
             "pass the name the view is created under."
         )
+
+
+def _check_flags(what: str, **flags: object) -> None:
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise ViewError(f"{what}: {flag} must be True or False, got {value!r}.")
 
 
 def _check_selectable(what: str, selectable: object) -> None:

@@ -57,6 +57,7 @@ from pgpatterns.rls.expressions import TENANT_SETTING, current_tenant
 from pgpatterns.views.declare import (
     IndexSpec,
     _attach,
+    _check_flags,
     _check_name,
     _check_selectable,
     _index_specs,
@@ -167,6 +168,7 @@ def tenant_materialized_view(
     """
     _check_name("tenant_materialized_view", name)
     _check_selectable(f"tenant_materialized_view {name}", selectable)
+    _check_flags(f"tenant_materialized_view {name}", with_data=with_data)
     roles = _readers(name, readers)
     produced = list(selectable.selected_columns.keys())
     if not isinstance(tenant_column, str) or tenant_column not in produced:
