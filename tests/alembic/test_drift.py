@@ -42,28 +42,31 @@ def test_undeclared_trigger_view_and_function_are_reported(synced: Any) -> None:
     assert "function" in found[2] and "helper()" in found[2]
 
 
-@pytest.mark.parametrize(
-    "ddl",
-    [
-        "CREATE TRIGGER items_touch AFTER UPDATE ON items"
-        " FOR EACH ROW EXECUTE FUNCTION touch()",  # BEFORE -> AFTER
-        "CREATE TRIGGER items_touch BEFORE INSERT OR DELETE ON items"
-        " FOR EACH ROW EXECUTE FUNCTION touch()",  # other events
-        "CREATE TRIGGER items_touch BEFORE UPDATE ON items"
-        " FOR EACH ROW WHEN (false) EXECUTE FUNCTION touch()",  # never fires
-        "CREATE TRIGGER items_touch BEFORE UPDATE ON items"
-        " FOR EACH STATEMENT EXECUTE FUNCTION touch()",  # statement level
-        "CREATE TRIGGER items_touch BEFORE UPDATE OF price ON items"
-        " FOR EACH ROW EXECUTE FUNCTION touch()",  # only some columns
-    ],
-    ids=["after", "events", "when-false", "statement", "update-of"],
-)
-def test_recreated_trigger_is_reported(synced: Any, ddl: str) -> None:
+TRIGGER_CASES = {
+    "after": "CREATE TRIGGER items_touch AFTER UPDATE ON items"
+    " FOR EACH ROW EXECUTE FUNCTION touch()",
+    "events": "CREATE TRIGGER items_touch BEFORE INSERT OR DELETE ON items"
+    " FOR EACH ROW EXECUTE FUNCTION touch()",
+    "when-false": "CREATE TRIGGER items_touch BEFORE UPDATE ON items"
+    " FOR EACH ROW WHEN (false) EXECUTE FUNCTION touch()",
+    "statement": "CREATE TRIGGER items_touch BEFORE UPDATE ON items"
+    " FOR EACH STATEMENT EXECUTE FUNCTION touch()",
+    "update-of": "CREATE TRIGGER items_touch BEFORE UPDATE OF price ON items"
+    " FOR EACH ROW EXECUTE FUNCTION touch()",
+}
+
+
+def test_recreated_trigger_is_reported(synced: Any) -> None:
     conn, md, _ = synced
-    conn.execute(text("DROP TRIGGER items_touch ON items"))
-    conn.execute(text(ddl))
-    found = diff(conn, md)
-    assert found and all(line.startswith("trigger items_touch on items:") for line in found)
+    for case, ddl in TRIGGER_CASES.items():
+        with conn.begin_nested() as sp:
+            conn.execute(text("DROP TRIGGER items_touch ON items"))
+            conn.execute(text(ddl))
+            found = diff(conn, md)
+            assert found, case
+            assert all(line.startswith("trigger items_touch on items:") for line in found), case
+            sp.rollback()
+    assert diff(conn, md) == []
 
 
 def test_matview_unique_index_replaced_by_plain_one_is_reported(synced: Any) -> None:
@@ -74,29 +77,25 @@ def test_matview_unique_index_replaced_by_plain_one_is_reported(synced: Any) -> 
     assert len(found) == 1 and "index per_owner_owner is 'USING btree" in found[0], found
 
 
-@pytest.mark.parametrize(
-    ("ddl", "word"),
-    [
-        ("ALTER POLICY alice_only ON items USING (true)", "using"),
-        ("ALTER POLICY alice_only ON items TO pg_monitor", "roles"),
-        (
-            "DROP POLICY alice_only ON items;"
-            " CREATE POLICY alice_only ON items AS RESTRICTIVE USING (owner = 'alice')",
-            "permissive",
-        ),
-        (
-            "DROP POLICY alice_only ON items;"
-            " CREATE POLICY alice_only ON items FOR SELECT USING (owner = 'alice')",
-            "command",
-        ),
-        ("ALTER POLICY alice_only ON items WITH CHECK (true)", "with_check"),
-    ],
-)
-def test_policy_parts_are_compared(synced: Any, ddl: str, word: str) -> None:
+POLICY_CASES = {
+    "using": "ALTER POLICY alice_only ON items USING (true)",
+    "roles": "ALTER POLICY alice_only ON items TO pg_monitor",
+    "permissive": "DROP POLICY alice_only ON items;"
+    " CREATE POLICY alice_only ON items AS RESTRICTIVE USING (owner = 'alice')",
+    "command": "DROP POLICY alice_only ON items;"
+    " CREATE POLICY alice_only ON items FOR SELECT USING (owner = 'alice')",
+    "with_check": "ALTER POLICY alice_only ON items WITH CHECK (true)",
+}
+
+
+def test_policy_parts_are_compared(synced: Any) -> None:
     conn, md, _ = synced
-    conn.execute(text(ddl))
-    found = diff(conn, md)
-    assert len(found) == 1 and f"alice_only on items: {word} is" in found[0], found
+    for word, ddl in POLICY_CASES.items():
+        with conn.begin_nested() as sp:
+            conn.exec_driver_sql(ddl)
+            found = diff(conn, md)
+            assert len(found) == 1 and f"alice_only on items: {word} is" in found[0], found
+            sp.rollback()
 
 
 def test_matview_definition_change_is_reported(synced: Any) -> None:

@@ -62,7 +62,7 @@ def test_every_change_at_once(pg_database: Database) -> None:
 
 
 @settings(
-    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.sampled_from(CHANGES), min_size=1, max_size=3, unique_by=repr))
 def test_random_changes_round_trip(pg_database: Database, changes: list[dict[str, Any]]) -> None:
