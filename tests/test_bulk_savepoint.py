@@ -156,7 +156,7 @@ async def test_async_session_keeps_earlier_work(pg_schema: PgSchema, pairs: Tabl
     assert ids(pg_schema.engine, pairs) == [-3, -1, 7]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     size=st.integers(1, 30),
     bad_at=st.integers(0, 29),
@@ -267,3 +267,13 @@ def test_valid_values_still_load(pg_schema: PgSchema, typed: Table) -> None:
         assert copy_rows(conn, typed, _good_then({})) == 4
         assert copy_rows(conn, typed, [(9, 2**63 - 1, 3, 0.5, dt.date(2000, 2, 29))]) == 1
     assert ids(pg_schema.engine, typed) == [1, 2, 3, 4, 9]
+
+
+def test_autocommit_connections_need_no_savepoint(pg_schema: PgSchema, pairs: Table) -> None:
+    engine = pg_schema.engine.execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        assert copy_rows(conn, pairs, [(1, "a"), (2, "b")]) == 2
+        with pytest.raises(BulkLoadError, match="duplicate key"):
+            copy_rows(conn, pairs, [(3, "c"), (1, "dup")])
+        assert copy_rows(conn, pairs, [(4, "d")]) == 1  # the connection is still usable
+    assert ids(pg_schema.engine, pairs) == [1, 2, 4]

@@ -94,7 +94,7 @@ HOSTILE = st.lists(
 )
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(table=HOSTILE, key=HOSTILE)
 def test_hostile_names_on_every_path(pg_schema: PgSchema, table: str, key: str) -> None:

@@ -10,7 +10,8 @@ Rows are streamed: the iterable is consumed one row at a time while psycopg send
 so a generator of millions of rows never sits in memory.
 
 Warning:
-    - The COPY runs in the caller's transaction, inside a savepoint, and does not commit. It
+    - The COPY runs in the caller's transaction, inside a savepoint, and does not commit (on
+      an AUTOCOMMIT connection it is a transaction of its own, without a savepoint). It
       is all-or-nothing: when a row is rejected (by the checks here or by PostgreSQL),
       :class:`BulkLoadError` is raised, nothing of the COPY is written, and the savepoint is
       rolled back: the transaction stays usable and the caller's earlier work in it is kept.
@@ -38,7 +39,8 @@ Warning:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
@@ -60,6 +62,11 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 __all__ = ["copy_rows", "copy_rows_async"]
+
+
+@contextlib.asynccontextmanager
+async def _no_savepoint() -> AsyncIterator[None]:
+    yield  # AUTOCOMMIT: the COPY is a transaction of its own
 
 
 def _sync_connection(connection: Connection | Session) -> Connection:
@@ -120,7 +127,7 @@ def copy_rows(
             if began:  # only the catalog was read: leave the connection as it was
                 conn.rollback()
             raise
-        with conn.begin_nested():
+        with conn.begin_nested() if not raw.autocommit else contextlib.nullcontext():
             try:
                 with cursor.copy(setup.statement) as copy:
                     copy.set_types(setup.oids)
@@ -182,7 +189,7 @@ async def copy_rows_async(
             if began:
                 await conn.rollback()
             raise
-        async with conn.begin_nested():
+        async with conn.begin_nested() if not raw.autocommit else _no_savepoint():
             try:
                 async with cursor.copy(setup.statement) as copy:
                     copy.set_types(setup.oids)
