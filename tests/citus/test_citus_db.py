@@ -17,7 +17,7 @@ from pgpatterns.citus import (
     tenant_context,
     tenant_filtered,
 )
-from pgpatterns.explain import explain
+from pgpatterns.explain import explain, has_seq_scan, uses_index
 from pgpatterns.testing.citus import APP_ROLE, CitusSchema
 
 pytestmark = pytest.mark.citus
@@ -166,3 +166,40 @@ def rls_roles(world: World) -> list[str]:
             "SELECT unnest(polroles::regrole[])::text FROM pg_policy"
             " WHERE polrelid = 'tasks'::regclass"
         )).scalars())
+
+
+def test_citus_policy_form_keeps_the_index_on_one_node(pg_citus: CitusSchema) -> None:
+    """On a plain (local) table the form distribute() declares still uses the tenant index,
+    also once psycopg prepares the statement (generic plan after the 5th execution)."""
+    from sqlalchemy import BigInteger, Column, Index, MetaData, Table
+
+    from pgpatterns.citus import citus_policy_expression
+    from pgpatterns.ddl import Policy, attach, attached
+
+    m = MetaData()
+    docs = Table("local_docs", m, rls.tenant_column(), Column("id", BigInteger),
+                 Column("body", BigInteger))
+    Index("local_docs_tenant_id_idx", docs.c.tenant_id, docs.c.id)
+    rls.secure_table(docs, roles=[APP_ROLE], index=False)
+    for obj in attached(m):
+        if isinstance(obj, Policy):
+            assert obj.using is not None
+            obj.using = obj.with_check = citus_policy_expression(obj.using, where="test")
+    attach(m)
+    with pg_citus.engine.begin() as conn:
+        m.create_all(conn)
+        conn.execute(text(
+            "INSERT INTO local_docs SELECT i % 200, i, i FROM generate_series(1, 20000) i"))
+        conn.execute(text("ANALYZE local_docs"))
+        policy = conn.execute(text(
+            "SELECT pg_get_expr(polqual, polrelid) FROM pg_policy"
+            " WHERE polrelid = 'local_docs'::regclass")).scalar()
+    assert policy is not None and "SELECT" not in policy.upper()
+    with pg_citus.app_engine.connect() as conn, conn.begin():
+        tenant_context(conn, 7)
+        for _ in range(10):  # past psycopg's prepare threshold
+            plan = explain(conn, select(docs.c.id).where(docs.c.body > 0))
+            assert uses_index(plan, "local_docs_tenant_id_idx"), plan
+            assert not has_seq_scan(plan), plan
+            assert len(conn.execute(select(docs.c.id)).all()) == 100
+
