@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Column, Table, UniqueConstraint
@@ -56,6 +56,7 @@ class Link:
     right_key: Column[Any]
     left_attr: str  # attribute on the left class to expire after a write ("tags")
     right_attr: str | None  # the reverse attribute on the right class, when there is one
+    key_attrs: tuple[str, ...] = ()  # own columns in the link's identity (several per pair)
 
     @property
     def attr_names(self) -> tuple[str, ...]:
@@ -143,6 +144,19 @@ def _check_unique(link: Link) -> Link:
     keys += [{c.name for c in con.columns} for con in link.table.constraints
              if isinstance(con, UniqueConstraint)]
     keys += [{c.name for c in ix.columns} for ix in link.table.indexes if ix.unique]
+    if wanted in keys:
+        return link
+    wider = sorted((k for k in keys if k > wanted), key=len)
+    if wider:  # the link's identity includes attribute columns: several links per pair
+        extra = [c for c in link.table.columns if c.name in wider[0] - wanted]
+        nullable = [c.name for c in extra if c.nullable]
+        if nullable:
+            raise AssociationError(
+                f"link table {link.table.name!r} of {link.label}: the key columns "
+                f"{', '.join(nullable)} are nullable, and ON CONFLICT never matches NULLs, "
+                "so duplicates would pass. Declare them NOT NULL."
+            )
+        return replace(link, key_attrs=tuple(c.name for c in extra))
     if wanted not in keys:
         raise AssociationError(
             f"link table {link.table.name!r} of {link.label} has no primary key or unique "

@@ -41,7 +41,6 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import InstanceState, Mapper, Session
 
-from pgpatterns._args import key_value, key_values
 from pgpatterns.associations._guard import concurrent_error, lock_stmt
 from pgpatterns.associations._link import (
     Link,
@@ -57,10 +56,12 @@ from pgpatterns.associations._stmt import (
     MISSING,
     REMOVED,
     UPDATED,
+    check_attrs,
+    link_stmt,
     params,
     template,
 )
-from pgpatterns.errors import ArgumentError, AssociationError, UnknownLinkTargetError
+from pgpatterns.errors import AssociationError, UnknownLinkTargetError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -190,25 +191,12 @@ def _prepare(mode: str, left: Any, rights: Iterable[Any] | None, via: Any,
              attrs: Mapping[str, Any]) -> _Call:
     rights = targets(mode, "rights", rights, "targets (objects or ids)")
     link = _find(left, rights, via, mode)
-    _check_attrs(mode, link, attrs)
+    check_attrs(mode, link, attrs)
     call = _Call(mode, link, left, rights, dict(attrs))
     # Validate keys now (no SQL yet), except of pending objects, which get theirs at flush.
     if not needs_flush(call.objects):
         call.prepare()
     return call
-
-
-def _check_attrs(where: str, link: Link, attrs: Mapping[str, Any]) -> None:
-    unknown = sorted(map(str, set(attrs) - set(link.attr_names)))
-    if unknown:
-        raise AssociationError(
-            f"{where}(): {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
-            f"column(s) of link table {link.table.name!r}; its own columns are "
-            f"{', '.join(link.attr_names) or '(none: it only holds the pair)'}. Add the "
-            "column to the link table or drop the keyword."
-        )
-    if where == "unlink" and attrs:
-        raise AssociationError("unlink() takes no attributes: it deletes the pairs.")
 
 
 def _find(left: Any, rights: list[Any], via: Any, mode: str) -> Link:
@@ -239,35 +227,6 @@ def _find(left: Any, rights: list[Any], via: Any, mode: str) -> Link:
             f"{right_mapper.class_.__name__}; pass via= to say which one."
         )
     return found[0]
-
-
-def link_stmt(link: Link | Any, left_id: Any, ids: Sequence[Any], *, mode: str = "link",
-              attrs: Mapping[str, Any] | None = None) -> Select[Any]:
-    """The one statement behind :func:`link` (``mode="link"``), :func:`unlink` and
-    :func:`sync`, with its values bound; rows are ``(kind, right key)``.
-
-    Examples:
-        >>> print(link_stmt(Post.tags, 1, [2, 3]))  # doctest: +SKIP
-        WITH input AS (SELECT unnest(...)) ... INSERT INTO posts_tags ... ON CONFLICT DO NOTHING
-
-    Every existence check, insert and delete happens in one statement (one snapshot): ids
-    that do not exist are returned as rows and nothing is written, so the transaction stays
-    usable. Inserted rows are sorted so concurrent calls lock keys in the same order.
-    """
-    link = link if isinstance(link, Link) else resolve(link)
-    if not isinstance(mode, str) or mode not in ("link", "unlink", "sync"):
-        raise ArgumentError(
-            f"link_stmt(): mode={mode!r} is not accepted: pass 'link', 'unlink' or 'sync'.",
-            argument="mode", given=mode)
-    if attrs is not None and not isinstance(attrs, Mapping):
-        raise ArgumentError(
-            f"link_stmt(): attrs={attrs!r} is not accepted: pass a dict of the link's "
-            "column names and values.", argument="attrs", given=attrs)
-    attrs = dict(attrs or {})
-    _check_attrs("unlink" if mode == "unlink" else "link_stmt", link, attrs)
-    left_id = key_value("link_stmt", "left_id", left_id, link.left_key.type)
-    ids = key_values("link_stmt", "ids", ids, link.right_key.type)
-    return template(link, mode, tuple(attrs)).params(params(left_id, ids, attrs))
 
 
 def _run(session: Session, call: _Call) -> LinkResult:
@@ -323,7 +282,9 @@ def link(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
         rights: Objects or keys of the other side; duplicates are ignored.
         via: ``Post.tags`` (secondary), ``Group.memberships`` or ``Group.users`` (proxy).
             Optional when objects are passed and only one link joins their classes.
-        **attrs: Values for the link's own columns (``role="admin"``).
+        **attrs: Values for the link's own columns (``role="admin"``); required for the
+            columns in the link's identity (``key_columns=``), which pick the link to insert
+            or update.
 
     Returns:
         :class:`LinkResult` with ``added`` and ``updated`` keys.
@@ -340,7 +301,8 @@ def link(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
     return _run(session, _prepare("link", left, rights, via, attrs))
 
 
-def unlink(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None) -> LinkResult:
+def unlink(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
+           **keys: Any) -> LinkResult:
     """Remove the pairs ``(left, right)``; absent pairs are ignored.
 
     Examples:
@@ -349,9 +311,11 @@ def unlink(session: Session, left: Any, rights: Iterable[Any], *, via: Any = Non
 
     The owner's lock, then one ``DELETE ... WHERE left = :id AND right = ANY(:ids)
     RETURNING right``. Arguments and errors as :func:`link` (``[]`` removes nothing; ``None``
-    is an error).
+    is an error). ``keys``: for a link whose identity has key columns
+    (``association_object(..., key_columns=...)``), only the links with these values go;
+    without them every link of each pair does.
     """
-    return _run(session, _prepare("unlink", left, rights, via, {}))
+    return _run(session, _prepare("unlink", left, rights, via, keys))
 
 
 def sync(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
@@ -368,7 +332,9 @@ def sync(session: Session, left: Any, rights: Iterable[Any], *, via: Any = None,
     empty list unlinks everything; ``None`` is an error (never read as "empty"). Concurrent
     syncs of one owner: the last to commit wins exactly (READ COMMITTED), or the losers
     raise :class:`~pgpatterns.errors.LinkConcurrentUpdateError` (REPEATABLE READ and
-    SERIALIZABLE). Arguments and errors as :func:`link`.
+    SERIALIZABLE). Arguments and errors as :func:`link`. For a link whose identity has
+    key columns, the left side's links become exactly ``rights`` x the given key values
+    (others, including other key values of a listed pair, are removed).
     """
     return _run(session, _prepare("sync", left, rights, via, attrs))
 
@@ -385,14 +351,14 @@ async def link_async(session: AsyncSession, left: Any, rights: Iterable[Any], *,
 
 
 async def unlink_async(session: AsyncSession, left: Any, rights: Iterable[Any], *,
-                       via: Any = None) -> LinkResult:
+                       via: Any = None, **keys: Any) -> LinkResult:
     """:func:`unlink` for an ``AsyncSession``.
 
     Examples:
         >>> await unlink_async(session, post, [python])  # doctest: +SKIP
         LinkResult(added=(), removed=(7,), updated=())
     """
-    return await _run_async(session, _prepare("unlink", left, rights, via, {}))
+    return await _run_async(session, _prepare("unlink", left, rights, via, keys))
 
 
 async def sync_async(session: AsyncSession, left: Any, rights: Iterable[Any], *,

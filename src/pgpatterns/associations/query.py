@@ -97,7 +97,7 @@ def having_any(model: Any, rel: Any, values: Iterable[Any], *, by: Any = None) -
     stmt = select(model)
     if not vals:
         return stmt.where(false())
-    if len(vals) == 1 and (column is None or _is_unique(column)):
+    if len(vals) == 1 and (column is None or _is_unique(column)) and not link.key_attrs:
         return _join_all(stmt, model, link, vals, column)
     return stmt.where(link.left_entity_key(model).in_(_rows_matching(link, vals, column)))
 
@@ -147,9 +147,11 @@ def having_all(model: Any, rel: Any, values: Iterable[Any], *, by: Any = None,
     stmt = select(model)
     if not vals:
         return stmt
-    if method == "group" or (column is not None and not _is_unique(column)):
+    if method == "group" or (column is not None and not _is_unique(column)) or link.key_attrs:
+        # (several links per pair when the identity has key columns: count targets)
         rows = _rows_matching(link, vals, column)
-        counted = func.count(func.distinct(column)) if column is not None else func.count()
+        counted = (func.count(func.distinct(column)) if column is not None
+                   else _count(link, star=True))
         sub = rows.group_by(link.left_col).having(counted == len(vals))
         return stmt.where(link.left_entity_key(model).in_(sub))
     return _join_all(stmt, model, link, vals, column)
@@ -214,6 +216,13 @@ def having_none(model: Any, rel: Any, values: Iterable[Any] | None = None, *,
     return select(model).where(~exists(rows))
 
 
+def _count(link: Link, *, star: bool = False) -> Any:
+    """Linked rows counted once each (a link with key columns may repeat a pair)."""
+    if link.key_attrs:
+        return func.count(func.distinct(link.right_col))
+    return func.count() if star else func.count(link.right_col)
+
+
 def count_per(model: Any, rel: Any) -> Select[Any]:
     """``(model, count)`` for every row of ``model``, zero included.
 
@@ -226,7 +235,7 @@ def count_per(model: Any, rel: Any) -> Select[Any]:
     """
     link = _link(model, rel)
     key = link.left_entity_key(model)
-    count = func.count(link.right_col).label("count")
+    count = _count(link).label("count")
     return select(model, count).outerjoin(link.table, link.left_col == key).group_by(key)
 
 
@@ -248,7 +257,7 @@ def top_related(model: Any, rel: Any, *, limit: int = 10,
     whole_number("top_related", "limit", limit, minimum=1)
     link = _link(model, rel)
     key = link.left_entity_key(model)
-    count = func.count().label("count")
+    count = _count(link, star=True).label("count")
     counts = select(link.left_col.label("key"), count).group_by(link.left_col)
     if isinstance(among, SelectBase):
         counts = counts.where(link.right_col.in_(among))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, MetaData, Table
+from sqlalchemy import Column, ForeignKey, Index, MetaData, PrimaryKeyConstraint, Table
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, backref, relationship
 
@@ -53,6 +53,7 @@ def association_table(
     right_column: str | None = None,
     metadata: MetaData | None = None,
     tenant: bool | None = None,
+    key_columns: Iterable[str] = (),
 ) -> Table:
     """A link table: composite primary key, the reverse index and cascading foreign keys.
 
@@ -75,6 +76,11 @@ def association_table(
         name: The table name; default ``<left table>_<right table>`` (``posts_tags``).
         extra_columns: Fresh ``Column`` objects for the link's own data (``role``,
             ``created_at``); they must not be primary keys.
+        key_columns: Names of extra columns that are part of a link's identity: the primary
+            key becomes ``(left, right, *key_columns)`` and a pair may be linked several
+            times (a dependency with two version ranges, a role granted for two scopes).
+            :func:`link`/:func:`sync` then need their values, :func:`unlink` may filter by
+            them. For :func:`association_object` (not :func:`many_to_many`).
         ondelete: ``"CASCADE"`` (default), ``"RESTRICT"``, ``"NO ACTION"`` or ``None``.
         left_column: Default ``<snake_case class name>_<pk>`` (``post_id``) for a class,
             ``<table>_<pk>`` for a Table.
@@ -152,17 +158,25 @@ def association_table(
                 "are new, non-primary-key Column objects not named "
                 f"{', '.join(map(repr, taken))}."
             )
+    keys = list(key_columns) if not isinstance(key_columns, str) else [key_columns]
+    unknown = [k for k in keys if k not in {c.name for c in extras}]
+    if unknown or len(set(keys)) != len(keys):
+        raise AssociationError(
+            f"key_columns={keys!r} of link table {name!r} must name extra columns, each once "
+            f"(extra columns: {', '.join(c.name for c in extras) or 'none'})."
+        )
     tenant_cols = [] if scope is None else [
         tenant_column(scope.type_, scope.setting, scope.column.name)]
     table = Table(
         name,
         metadata,
         *tenant_cols,
-        Column(lname, left_pk.type, ForeignKey(left_pk, ondelete=rule), primary_key=True,
+        Column(lname, left_pk.type, ForeignKey(left_pk, ondelete=rule), nullable=False,
                autoincrement=False),
-        Column(rname, right_pk.type, ForeignKey(right_pk, ondelete=rule), primary_key=True,
+        Column(rname, right_pk.type, ForeignKey(right_pk, ondelete=rule), nullable=False,
                autoincrement=False),
         *extras,
+        PrimaryKeyConstraint(lname, rname, *keys),
         Index(index_name, rname, lname),
         schema=schema,
     )
@@ -257,6 +271,10 @@ def many_to_many(
             :func:`association_table` refused; the classes and MetaData are left unchanged.
     """
     check_free([(left, attr), (right, back)])
+    if table_options.get("key_columns"):
+        raise AssociationError(
+            "many_to_many() cannot take key_columns=: a relationship with secondary= inserts "
+            "and deletes links by the pair alone. Use association_object(..., key_columns=).")
     left_pk = _single_key(_table_of(left, "left")[0])
     right_pk = _single_key(_table_of(right, "right")[0])
     if table is None:
