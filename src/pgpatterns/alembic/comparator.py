@@ -77,7 +77,7 @@ def operations_for(
             drop = DropSchemaObjectOp(f.kind, f.label, f.drop, f.restore)
             (declared if f.obj is not None else undeclared).append(drop)
         if f.create:
-            target = front if f.kind == "extension" else creates
+            target = front if f.kind in ("extension", "role") else creates
             target.append(CreateSchemaObjectOp(f.kind, f.label, f.create, f.undo))
     return front, [*undeclared, *reversed(declared)], creates
 

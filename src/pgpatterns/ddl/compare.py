@@ -92,11 +92,11 @@ def _declared(conn: Connection, obj: SchemaObject, lines: list[str]) -> Finding:
     kind, label = obj.kind, obj.describe()
     create = obj.sql().split(";\n")
     undo = [] if obj.keep_on_drop else obj.sql(drop=True).split(";\n")
-    if isinstance(obj, (RowLevelSecurity, Extension)):
+    if isinstance(obj, (RowLevelSecurity, Extension)) or hasattr(obj, "set_sql"):
         # an ALTER of flags (restore puts the old ones back) / an extension: never dropped
-        restore = [] if isinstance(obj, Extension) else obj.current_sql(conn)
-        if isinstance(obj, RowLevelSecurity):
-            create = obj.set_sql()
+        restore = [] if isinstance(obj, Extension) else current_sql(conn, obj)
+        if isinstance(obj, RowLevelSecurity) or (hasattr(obj, "set_sql") and obj.exists(conn)):
+            create = list(getattr(obj, "set_sql")())  # noqa: B009
         if isinstance(obj, Extension) and obj.exists(conn):
             return Finding("report", kind, label, lines, obj=obj)
         return Finding("create", kind, label, lines, create=create, undo=restore or undo, obj=obj)
