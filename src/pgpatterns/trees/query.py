@@ -89,6 +89,12 @@ def _check_names(tree: Tree, *names: str) -> None:
         )
 
 
+def _named(table: Any) -> list[ColumnElement[Any]]:
+    """The columns labelled with their own names: SQLAlchemy shortens anonymous labels over
+    57 characters, and the recursive CTE's column list would then name another column."""
+    return [c.label(c.name) for c in table.c]
+
+
 def _path_type(tree: Tree) -> ARRAY[Any]:
     return ARRAY(tree.key.type)
 
@@ -104,7 +110,7 @@ def descendants_cte(
     _check_names(tree, "depth", "path", _SEARCH_COLUMN)
     t = tree.table
     anchor = select(
-        *t.c,
+        *_named(t),
         literal_column("0", Integer).label("depth"),
         array([t.c[tree.key.name]], type_=tree.key.type).label("path"),
     ).where(t.c[tree.key.name] == key)
@@ -114,7 +120,7 @@ def descendants_cte(
     n = t.alias()
     nkey = n.c[tree.key.name]
     step = select(
-        *n.c,
+        *_named(n),
         (cte.c.depth + 1).label("depth"),
         func.array_append(cte.c.path, nkey, type_=_path_type(tree)).label("path"),
     ).where(n.c[tree.parent.name] == cte.c[tree.key.name], nkey != func.all(cte.c.path))
@@ -212,7 +218,7 @@ def ancestors_cte(tree: Tree, key: Any, *, scope: Any = None) -> CTE:
     _check_names(tree, "depth", "path")
     t = tree.table
     anchor = select(
-        *t.c,
+        *_named(t),
         literal_column("0", Integer).label("depth"),
         array([t.c[tree.key.name]], type_=tree.key.type).label("path"),
     ).where(t.c[tree.key.name] == key)
@@ -222,7 +228,7 @@ def ancestors_cte(tree: Tree, key: Any, *, scope: Any = None) -> CTE:
     n = t.alias()
     nkey = n.c[tree.key.name]
     step = select(
-        *n.c,
+        *_named(n),
         (cte.c.depth + 1).label("depth"),
         func.array_prepend(nkey, cte.c.path, type_=_path_type(tree)).label("path"),
     ).where(nkey == cte.c[tree.parent.name], nkey != func.all(cte.c.path))
