@@ -37,10 +37,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import bindparam
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import ARRAY, TypeEngine
+from sqlalchemy.types import ARRAY, NullType, TypeEngine
 
-from pgpatterns.errors import ArrayError
-from pgpatterns.jsonb._common import resolve_column
+from pgpatterns._args import key_value
+from pgpatterns.errors import ArgumentError, ArrayError
+from pgpatterns.jsonb._common import check_flag, check_items, check_name, resolve_column
 from pgpatterns.jsonb.guard import (
     IndexReport,
     assert_indexable,
@@ -96,9 +97,13 @@ def _check_value(col: ColumnElement[Any], value: object, owner: str, type_: ARRA
     if not isinstance(value, python_type) or (isinstance(value, bool) and python_type is int):
         raise ArrayError(
             f"{owner}(): {getattr(col, 'key', col)} holds {type_.item_type} elements, got "
-            f"{type(value).__name__} {value!r}; convert the value (or pass array_type= when "
-            "the column's database type differs from the model)."
+            f"{type(value).__name__} {value!r:.80}; convert the value (or pass array_type= "
+            "when the column's database type differs from the model)."
         )
+    try:  # in range for the element type (2**63 in a bigint[]), no NUL in text
+        key_value(owner, "value", value, type_.item_type)
+    except ArgumentError as exc:
+        raise ArrayError(str(exc)) from exc
 
 
 def _values(
@@ -109,8 +114,8 @@ def _values(
     if not isinstance(type_, ARRAY):
         raise ArrayError(f"{owner}(): array_type must be an ARRAY type, got {type_!r}.")
     if isinstance(values, (str, bytes)):
-        raise ArrayError(f"{owner}() takes a list of elements, got the string {values!r}.")
-    items = list(values)
+        raise ArrayError(f"{owner}() takes a list of elements, got the string {values!r:.80}.")
+    items = check_items(owner, "values", values)
     for item in items:
         _check_value(col, item, owner, type_)
     # The psycopg dialect renders the parameter with the array type's cast (":p::TEXT[]").
@@ -152,6 +157,7 @@ def array_gin(column: Any, *, name: str | None = None) -> Index:
         >>> array_gin(Post.tags)  # doctest: +SKIP
     """
     col = _array_column(column, "array_gin")
+    check_name("array_gin", "name", name)
     table = getattr(getattr(col, "table", None), "name", None)
     default = f"{table}_{getattr(col, 'name', 'array')}_gin" if table else None
     if (name or default) is None:
@@ -176,7 +182,15 @@ def _where(where: object, owner: str) -> ColumnElement[bool]:
             f"{owner}() needs where=<condition> (e.g. Post.id == 42); pass "
             "where=sqlalchemy.true() to change every row on purpose."
         )
-    return where  # type: ignore[return-value]
+    if hasattr(where, "__clause_element__"):  # a boolean ORM attribute
+        where = where.__clause_element__()
+    if not isinstance(where, ColumnElement) or not isinstance(where.type, (Boolean, NullType)):
+        raise ArrayError(
+            f"{owner}(): where={where!r:.80} is not a SQLAlchemy boolean expression: pass a "
+            "condition such as Post.id == 42. SQL strings are refused: values are bound as "
+            "parameters, never formatted into SQL."
+        )
+    return where
 
 
 def append_stmt(column: Any, value: Any, *, where: Any, as_set: bool = True) -> Update:
@@ -190,6 +204,7 @@ def append_stmt(column: Any, value: Any, *, where: Any, as_set: bool = True) -> 
     appends of the same value cannot duplicate it: the UPDATE takes the row lock and
     re-evaluates on the latest version. A NULL array becomes ``{v}``.
     """
+    check_flag("append_to_array", "as_set", as_set)
     col, array = _values(column, [value], "append_to_array", None)
     appended = func.array_cat(col, array, type_=col.type)  # NULL || {v} = {v}
     new = case((col.op("@>", return_type=Boolean)(array), col), else_=appended) if as_set \

@@ -69,6 +69,7 @@ from sqlalchemy.types import TypeDecorator, Uuid
 
 from pgpatterns._tables import check_identifier
 from pgpatterns.ddl import Function, SchemaObject, Trigger
+from pgpatterns.ddl.base import body_ident
 from pgpatterns.errors import ColumnError
 
 __all__ = [
@@ -131,14 +132,25 @@ def uuid_v7_function(*, schema: str | None = None) -> Function:
         CREATE FUNCTION pgpatterns_uuid_v7() RETURNS uuid LANGUAGE s
     """
     return _UUIDv7Function(
-        UUID_V7_FUNCTION, returns="uuid", body=_PORTABLE_V7, schema=schema, keep_on_drop=True
+        UUID_V7_FUNCTION, returns="uuid", body=_PORTABLE_V7,
+        schema=_check_name("uuid_v7_function", "schema", schema), keep_on_drop=True,
     )
 
 
-def _set_updated_at_function(column_name: str, schema: str | None) -> Function:
-    from sqlalchemy.dialects import postgresql
+def _check_name(where: str, argument: str, value: object, optional: bool = True) -> Any:
+    """A schema/column name: a non-empty ``str`` without NUL (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ColumnError(
+            f"{where}: {argument}={value!r:.80} is not accepted: pass a non-empty name (str, "
+            "no NUL)" + (" or None." if optional else ".")
+        )
+    return value
 
-    col = postgresql.dialect().identifier_preparer.quote(column_name)  # type: ignore[no-untyped-call]
+
+def _set_updated_at_function(column_name: str, schema: str | None) -> Function:
+    col = body_ident(column_name)  # the one quoting path for function bodies (% stays %)
     name = UPDATED_AT_FUNCTION if column_name == "updated_at" else f"pgpatterns_set_{column_name}"
     return Function(
         check_identifier(name, ColumnError, "updated_at trigger"),
@@ -163,6 +175,13 @@ def updated_at_trigger(
     Usually built by :func:`columns_ddl`. The trigger fires only when the row really changes
     (``WHEN (OLD.* IS DISTINCT FROM NEW.*)``).
     """
+    _check_name("updated_at trigger", "column_name", column_name, optional=False)
+    if not isinstance(table, Table):
+        raise ColumnError(f"updated_at trigger: table={table!r:.80} is not a Table; pass "
+                          "Model.__table__.")
+    if not isinstance(function, Function):
+        raise ColumnError(f"updated_at trigger: function={function!r:.80} is not a "
+                          "pgpatterns.ddl.Function; build it with columns_ddl().")
     if column_name not in table.c:
         raise ColumnError(
             f"updated_at trigger: table {table.name} has no column {column_name!r}; add "
@@ -191,6 +210,10 @@ def columns_ddl(metadata: MetaData, *, schema: str | None = None) -> list[Schema
     once, after every model is declared (a second call would declare the objects twice).
     ``schema`` is where the functions are created (default: the search_path's first).
     """
+    if not isinstance(metadata, MetaData):
+        raise ColumnError(f"columns_ddl: metadata={metadata!r:.80} is not a MetaData; pass "
+                          "Base.metadata.")
+    schema = _check_name("columns_ddl", "schema", schema)
     objects: list[SchemaObject] = []
     functions: dict[str, Function] = {}
     needs_uuid = False

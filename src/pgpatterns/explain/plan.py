@@ -69,7 +69,7 @@ def nodes(plan: Plan) -> Iterator[Mapping[str, Any]]:
         >>> [node["Node Type"] for node in nodes(plan)]
         ['Limit', 'Seq Scan']
     """
-    stack = [plan.root]
+    stack = [_check_plan(plan, "nodes").root]
     while stack:
         node = stack.pop()
         yield node
@@ -84,7 +84,7 @@ def scan_types(plan: Plan) -> list[str]:
         ...     {"Node Type": "Bitmap Index Scan", "Index Name": "items_tags_idx"}]}}))
         ['Bitmap Heap Scan', 'Bitmap Index Scan']
     """
-    return [str(node["Node Type"]) for node in nodes(plan)]
+    return [str(node["Node Type"]) for node in nodes(_check_plan(plan, "scan_types"))]
 
 
 def uses_index(plan: Plan, name: str) -> bool:
@@ -98,6 +98,8 @@ def uses_index(plan: Plan, name: str) -> bool:
     ``name`` may be schema-qualified (``"app.items_code_idx"``); the schema is compared
     when the plan records it (``verbose=True``).
     """
+    _check_plan(plan, "uses_index")
+    _check_name(name, "uses_index", "name")
     return any(_matches(node.get("Index Name"), node, name) for node in nodes(plan))
 
 
@@ -112,6 +114,9 @@ def has_seq_scan(plan: Plan, table: str | None = None) -> bool:
     ``table`` is compared with the unqualified ``"Relation Name"``; a schema-qualified
     ``"schema.table"`` also compares the schema when the plan records it (``verbose=True``).
     """
+    _check_plan(plan, "has_seq_scan")
+    if table is not None:
+        _check_name(table, "has_seq_scan", "table")
     return any(
         node["Node Type"] == "Seq Scan"
         and (table is None or _matches(node.get("Relation Name"), node, table))
@@ -134,7 +139,7 @@ def plan_summary(plan: Plan) -> str:
     Rows are the top node's actual rows after ``analyze``, else its estimate (``est. rows=``);
     time and shared buffers appear after ``analyze`` (buffers with ``buffers=True``).
     """
-    parts = [" > ".join(_label(node) for node in nodes(plan))]
+    parts = [" > ".join(_label(node) for node in nodes(_check_plan(plan, "plan_summary")))]
     root = plan.root
     if "Actual Rows" in root:
         parts.append(f"rows={_number(root['Actual Rows'])}")
@@ -146,6 +151,23 @@ def plan_summary(plan: Plan) -> str:
             hit, read = root["Shared Hit Blocks"], root.get("Shared Read Blocks", 0)
             parts.append(f"buffers hit={hit} read={read}")
     return "; ".join(parts).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _check_plan(plan: object, where: str) -> Plan:
+    if not isinstance(plan, Plan):
+        raise ExplainError(
+            f"{where}() takes a Plan from pgpatterns.explain.explain(), got {plan!r:.80}."
+        )
+    return plan
+
+
+def _check_name(name: object, where: str, argument: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ExplainError(
+            f"{where}(): {argument}={name!r:.80} is not accepted: pass a relation name "
+            "(str), optionally schema-qualified."
+        )
+    return name
 
 
 def _parse(value: Any) -> Plan:

@@ -90,7 +90,7 @@ def explain_stmt(
     Raises:
         ExplainError: ``stmt`` is not a statement PostgreSQL can explain.
     """
-    return _Explain(_check_statement(stmt), analyze, buffers, verbose)
+    return _prepare(stmt, analyze, buffers, verbose, None)[0]
 
 
 def explain(
@@ -237,6 +237,15 @@ def _prepare(
     settings: Mapping[str, SettingValue] | None,
 ) -> tuple[_Explain, Executable | None]:
     """Check everything and build the statements, before any SQL is sent."""
+    for flag, value in (("analyze", analyze), ("buffers", buffers), ("verbose", verbose)):
+        if not isinstance(value, bool):
+            raise ExplainError(f"explain(): {flag}={value!r:.80} is not accepted: pass True or "
+                               "False.")
+    if settings is not None and not isinstance(settings, Mapping):
+        raise ExplainError(
+            f"explain(): settings={settings!r:.80} is not accepted: pass a mapping such as "
+            "{'enable_seqscan': False}, or None."
+        )
     construct = _Explain(_check_statement(stmt), analyze, buffers, verbose)
     calls = [_set_config(name, value) for name, value in (settings or {}).items()]
     return construct, select(*calls) if calls else None
@@ -250,7 +259,7 @@ def _set_config(name: object, value: object) -> Any:
         )
     if isinstance(value, bool):
         value = "on" if value else "off"
-    elif not isinstance(value, (str, int, float)):
+    elif not isinstance(value, (str, int, float)) or "\x00" in str(value):
         raise ExplainError(
             f"invalid value {value!r} for planner setting {name!r}: set_config() takes text. "
             "Pass a str, int, float or bool, e.g. {'enable_seqscan': 'off'}."

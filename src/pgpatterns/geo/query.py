@@ -32,9 +32,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from geoalchemy2 import functions as gf
-from sqlalchemy import Connection, Select, and_, cast, func, select
+from sqlalchemy import Connection, FromClause, Select, and_, cast, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.util import AliasedInsp
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Label
 
@@ -112,6 +113,17 @@ def within_distance(
     return _select(spatial, stmt, predicate)
 
 
+def _check_model(model: object) -> None:
+    if isinstance(model, FromClause):
+        return
+    inspected = inspect(model, raiseerr=False)
+    if not isinstance(inspected, (Mapper, AliasedInsp)):
+        raise GeoError(
+            f"model={model!r:.80} is not a mapped class, an aliased class or a Table: pass "
+            "what the rows should be (Store, aliased(Store) or stores_table)."
+        )
+
+
 def _check_k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= _BIGINT_MAX:
         raise GeoError(
@@ -162,6 +174,7 @@ def nearest_stmt(
         GeoSRIDError: ``point`` has another SRID than ``col``, or none.
     """
     spatial = _spatial(col)
+    _check_model(model)
     limit = _check_k(k)
     _flag(spheroid, "spheroid")
     _metric(spatial, "nearest")

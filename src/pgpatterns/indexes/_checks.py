@@ -9,7 +9,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Index, Table
@@ -28,6 +28,12 @@ BRIN_MIN_CORRELATION = 0.9
 
 # -- shared --------------------------------------------------------------------------------
 def _columns(tbl: Table, columns: Sequence[Any], owner: str) -> list[Column[Any]]:
+    if isinstance(columns, (str, bytes, Mapping)) or not isinstance(columns, Iterable):
+        raise IndexDefinitionError(
+            f"{owner}: columns={columns!r:.80} is not accepted: pass a list of columns "
+            "(names, Table columns or ORM attributes)."
+        )
+    columns = list(columns)
     if not columns:
         raise IndexDefinitionError(f"{owner}: no columns given; pass at least one column.")
     cols = [resolve_column(tbl, c, IndexDefinitionError, owner) for c in columns]
@@ -39,6 +45,13 @@ def _columns(tbl: Table, columns: Sequence[Any], owner: str) -> list[Column[Any]
 
 def _check_expression(tbl: Table, expr: ColumnElement[Any], owner: str, what: str) -> None:
     """Every column an expression mentions must be ``tbl``'s."""
+    if hasattr(expr, "__clause_element__"):
+        expr = expr.__clause_element__()
+    if not isinstance(expr, ColumnElement):
+        raise IndexDefinitionError(
+            f"{owner}: the {what} {expr!r:.80} is not a SQLAlchemy expression: pass e.g. "
+            "Order.status == 'pending'. SQL strings are refused (never formatted into DDL)."
+        )
     found = False
     for element in visitors.iterate(expr):
         if isinstance(element, ColumnClause) and not isinstance(element, Label):
@@ -89,6 +102,11 @@ def _check_ops(method: str, col_name: str, type_: Any, ops: str | None, owner: s
 
 
 def _name(tbl: Table, name: str | None, default: str, owner: str) -> str:
+    if name is not None and (not isinstance(name, str) or not name or "\x00" in name):
+        raise IndexDefinitionError(
+            f"{owner}: name={name!r:.80} is not accepted: pass a non-empty str without NUL, "
+            "or None for the default name."
+        )
     final = check_identifier(name or default, IndexDefinitionError, owner)
     taken = {i.name for i in tbl.indexes} | {c.name for c in tbl.constraints if c.name}
     if final in taken:

@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Index, Table, text
 
+from pgpatterns._tables import resolve_column, resolve_table
 from pgpatterns.ddl.base import regname
+from pgpatterns.errors import IndexDefinitionError
 
 __all__ = ["BRIN_MIN_CORRELATION", "BrinCorrelationWarning", "brin_correlation"]
 
@@ -31,6 +33,13 @@ def brin_correlation(connection: Connection, table: Table, column: str) -> float
         >>> brin_correlation(conn, readings, "recorded_at")  # doctest: +SKIP
         0.9999
     """
+    table = resolve_table(table, IndexDefinitionError, "brin_correlation")
+    column = resolve_column(table, column, IndexDefinitionError, "brin_correlation").name
+    if not isinstance(connection, Connection):
+        raise IndexDefinitionError(
+            f"brin_correlation: connection={connection!r:.80} is not a Connection; pass "
+            "session.connection() or engine.connect()."
+        )
     row = connection.execute(
         text(
             "SELECT s.correlation FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename"

@@ -91,7 +91,8 @@ def partial_index(
         )
     cols = _columns(tbl, columns, owner)
     _check_expression(tbl, where, owner, "where condition")
-    incl = [resolve_column(tbl, c, IndexDefinitionError, owner).name for c in include]
+    empty = isinstance(include, (list, tuple)) and not include
+    incl = [] if empty else [c.name for c in _columns(tbl, include, owner)]
     label = "_".join(c.name for c in cols)
     idx_name = _name(tbl, name, f"{tbl.name}_{label}_partial_idx", owner)
     kw: dict[str, Any] = {"postgresql_where": where}

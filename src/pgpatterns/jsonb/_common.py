@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from sqlalchemy import Text, bindparam
 from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
-from pgpatterns.errors import JsonbError, JsonbPathError
+from pgpatterns.errors import ArgumentError, JsonbError, JsonbPathError
 
 __all__ = [
     "JsonScalar",
     "PathLike",
+    "check_flag",
+    "check_items",
+    "check_name",
     "check_scalar",
     "describe_path",
     "jsonb_column",
@@ -84,12 +87,46 @@ def split_path(path: object, *, owner: str = "path") -> tuple[str, ...]:
             f"{owner}: a path is a string like 'dims.width' or a tuple of keys like "
             f"('dims', 'width'), got {type(path).__name__}."
         )
-    if not keys or any(not isinstance(k, str) or not k for k in keys):
+    if not keys or any(not isinstance(k, str) or not k or "\x00" in k for k in keys):
         raise JsonbPathError(
-            f"{owner}: invalid path {path!r}: every key must be a non-empty string (no "
-            "leading, trailing or doubled dots). Pass a tuple for keys containing dots."
+            f"{owner}: invalid path {path!r:.80}: every key must be a non-empty string without "
+            "NUL (no leading, trailing or doubled dots). Pass a tuple for keys containing dots."
         )
     return keys  # type: ignore[return-value]
+
+
+def check_name(owner: str, argument: str, value: object, *, optional: bool = True) -> None:
+    """``value`` must be a non-empty ``str`` without NUL (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ArgumentError(
+            f"{owner}(): {argument}={value!r:.80} is not accepted: pass a non-empty name "
+            "(str, no NUL)" + (" or None." if optional else "."),
+            argument=argument, given=value,
+        )
+
+
+def check_flag(owner: str, argument: str, value: object) -> bool:
+    """``value`` must be a ``bool``."""
+    if not isinstance(value, bool):
+        raise ArgumentError(
+            f"{owner}(): {argument}={value!r:.80} is not accepted: pass True or False.",
+            argument=argument, given=value,
+        )
+    return value
+
+
+def check_items(owner: str, argument: str, values: object) -> list[Any]:
+    """``list(values)`` for a list/tuple/set/iterator; None, str, bytes or a mapping refused."""
+    if values is None or isinstance(values, (str, bytes, bytearray, Mapping)) or not isinstance(
+        values, Iterable
+    ):
+        raise ArgumentError(
+            f"{owner}(): {argument}={values!r:.80} is not accepted: pass a list of values "
+            "(wrap a single value in a list).", argument=argument, given=values,
+        )
+    return list(values)
 
 
 def describe_path(keys: Sequence[str]) -> str:

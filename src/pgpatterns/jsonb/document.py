@@ -77,7 +77,7 @@ class JsonbDocument:
         fields: Mapping[str | Sequence[str], FieldType] | None = None,
     ) -> None:
         self.column = jsonb_column(column, owner="JsonbDocument")
-        if ops not in GIN_OPCLASSES:
+        if not isinstance(ops, str) or ops not in GIN_OPCLASSES:
             raise JsonbOperatorClassError(
                 f"JsonbDocument: unknown ops={ops!r}; use 'path' (jsonb_path_ops) or "
                 "'default' (jsonb_ops, which also serves key existence)."

@@ -44,6 +44,7 @@ from pgpatterns.errors import JsonbError, JsonbPathError
 from pgpatterns.jsonb._common import (
     JsonScalar,
     PathLike,
+    check_items,
     check_scalar,
     jsonb_column,
     jsonpath_literal,
@@ -116,11 +117,11 @@ def jsonb_in(column: Any, path: PathLike, values: Iterable[JsonScalar]) -> Colum
     keys = split_path(path, owner="jsonb_in")
     if isinstance(values, (str, bytes, Mapping)):
         raise JsonbError(
-            f"jsonb_in() takes a list of values, got {type(values).__name__} {values!r}; "
+            f"jsonb_in() takes a list of values, got {type(values).__name__} {values!r:.80}; "
             "wrap a single value in a list, or use jsonb_eq()."
         )
     docs = []
-    for value in values:
+    for value in check_items("jsonb_in", "values", values):
         check_scalar(value, owner="jsonb_in", hint=_CONTAINMENT_HINT)
         docs.append(nest(keys, value))
     array = bindparam(None, docs, type_=ARRAY(JSONB))
@@ -175,8 +176,10 @@ def jsonb_path_eq(column: Any, path: PathLike, value: JsonScalar) -> ColumnEleme
 
 
 def _top_key(key: object, owner: str) -> str:
-    if not isinstance(key, str) or not key:
-        raise JsonbPathError(f"{owner}() takes top-level key names (non-empty str), got {key!r}.")
+    if not isinstance(key, str) or not key or "\x00" in key:
+        raise JsonbPathError(
+            f"{owner}() takes top-level key names (non-empty str without NUL), got {key!r:.80}."
+        )
     return key
 
 
@@ -211,8 +214,8 @@ def jsonb_has_key(column: Any, key: str | Sequence[str]) -> ColumnElement[bool]:
 
 def _keys_array(keys: Iterable[str], owner: str) -> ColumnElement[Any]:
     if isinstance(keys, str):
-        raise JsonbError(f"{owner}() takes a list of keys, got the string {keys!r}.")
-    names = [_top_key(k, owner) for k in keys]
+        raise JsonbError(f"{owner}() takes a list of keys, got the string {keys!r:.80}.")
+    names = [_top_key(k, owner) for k in check_items(owner, "keys", keys)]
     if not names:
         raise JsonbError(f"{owner}() needs at least one key.")
     return cast(bindparam(None, names, type_=ARRAY(Text)), ARRAY(Text))

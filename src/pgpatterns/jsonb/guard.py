@@ -32,6 +32,7 @@ from sqlalchemy.sql.base import Executable
 
 from pgpatterns.errors import IndexUsageError
 from pgpatterns.explain import Plan, explain, explain_async, nodes, plan_summary
+from pgpatterns.jsonb._common import check_name
 
 __all__ = [
     "IndexReport",
@@ -105,6 +106,7 @@ def index_report(
         stmt: The statement to check.
         table: Only look at scans of this table (unqualified name); default all scans.
     """
+    check_name("index_report", "table", table)
     return _report(explain(conn, stmt, settings=_SETTINGS), table)
 
 
@@ -112,6 +114,7 @@ async def index_report_async(
     conn: AsyncConnection | AsyncSession, stmt: Executable, *, table: str | None = None
 ) -> IndexReport:
     """The asyncio twin of :func:`index_report`."""
+    check_name("index_report_async", "table", table)
     return _report(await explain_async(conn, stmt, settings=_SETTINGS), table)
 
 

@@ -41,7 +41,14 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from pgpatterns.ddl import Function
 from pgpatterns.errors import JsonbError, JsonbOperatorClassError
-from pgpatterns.jsonb._common import PathLike, jsonb_column, key_literal, split_path
+from pgpatterns.jsonb._common import (
+    PathLike,
+    check_flag,
+    check_name,
+    jsonb_column,
+    key_literal,
+    split_path,
+)
 
 __all__ = [
     "GIN_OPCLASSES",
@@ -112,7 +119,7 @@ _ISO_8601 = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d{1,6})?)?([Zz]|[+-]\d\d(:?
 
 
 def check_type(type_: object, owner: str) -> FieldType:
-    if type_ not in _SQL_TYPES:
+    if not isinstance(type_, str) or type_ not in _SQL_TYPES:
         raise JsonbError(
             f"{owner}(): unknown field type {type_!r}; use one of "
             f"{', '.join(map(repr, _SQL_TYPES))}."
@@ -196,7 +203,8 @@ def jsonb_gin(
     table (``metadata.create_all`` creates it; ``idx.create(conn)`` on an existing table).
     """
     col = jsonb_column(column, owner="jsonb_gin")
-    if ops not in GIN_OPCLASSES:
+    check_name("jsonb_gin", "name", name)
+    if not isinstance(ops, str) or ops not in GIN_OPCLASSES:
         raise JsonbOperatorClassError(
             f"jsonb_gin(): unknown ops={ops!r}; use 'path' (jsonb_path_ops: @>, @?, @@) or "
             "'default' (jsonb_ops: also ?, ?|, ?&)."
@@ -228,6 +236,8 @@ def jsonb_path_index(
         ...         .order_by(as_numeric(Product.attrs, "price")).limit(10))  # doctest: +SKIP
     """
     col = jsonb_column(column, owner="jsonb_path_index")
+    check_name("jsonb_path_index", "name", name)
+    check_flag("jsonb_path_index", "unique", unique)
     keys = split_path(path, owner="jsonb_path_index")
     expr = extract(col, keys, check_type(type_, "jsonb_path_index"))
     default = _short(f"{_base_name(col)}_{'_'.join(keys)}_idx")
@@ -250,6 +260,8 @@ def jsonb_generated_column(
     it as a normal column in queries.
     """
     col = jsonb_column(column, owner="jsonb_generated_column")
+    check_name("jsonb_generated_column", "name", name, optional=False)
+    check_flag("jsonb_generated_column", "index", index)
     type_ = check_type(type_, "jsonb_generated_column")
     expr = extract(col, path, type_)
     return Column(name, _COLUMN_TYPES[type_], Computed(expr, persisted=True), index=index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 import warnings
@@ -15,11 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
-from pgpatterns.errors import VectorError, VectorQueryError
+from pgpatterns.errors import VectorArgumentError, VectorError, VectorQueryError
 from pgpatterns.vector.search import nearest
 from pgpatterns.vector.settings import check_k
-from pgpatterns.vector.spec import INFO_KEY, VectorSpec
-from pgpatterns.vector.target import SyncConn, Where, resolve
+from pgpatterns.vector.spec import INFO_KEY, VectorSpec, finite_float
+from pgpatterns.vector.target import (
+    SyncConn,
+    Target,
+    Where,
+    check_session,
+    query_list,
+    resolve,
+    where_clause,
+)
 
 __all__ = [
     "EfSearchPoint",
@@ -37,6 +46,7 @@ __all__ = [
     "tune_ef_search_async",
 ]
 
+_MEMORY = re.compile(r"[0-9]{1,12}\s*(?:kB|MB|GB|TB)?")
 _FIXED_CVE = (0, 8, 2)  # the parallel HNSW build vulnerability is fixed in pgvector 0.8.2
 
 
@@ -51,6 +61,31 @@ def _ids(session: SyncConn, table: Any, spec_or_column: Any, query: Any, k: int,
     start = time.perf_counter()
     hits = nearest(session, target.table, spec_or_column, query, k, **kw)
     return [hit.item._mapping[key] for hit in hits], time.perf_counter() - start
+
+
+_SEARCH_OPTIONS = frozenset({
+    "ef_search", "probes", "iterative", "max_scan_tuples", "max_distance", "exact",
+    "candidates", "exact_below",
+})
+
+
+def _checked(
+    session: object, target: Target, queries: object, k: object, where: Where,
+    search: dict[str, Any],
+) -> list[Any]:
+    """Every argument of a measurement checked before its first search (none is sent)."""
+    check_session(session)
+    check_k("k", k)
+    where_clause(where)
+    unknown = sorted(set(search) - _SEARCH_OPTIONS)
+    if unknown:
+        raise VectorArgumentError(
+            f"unknown search option(s) {unknown}: pass options of nearest() "
+            f"({', '.join(sorted(_SEARCH_OPTIONS))}).", argument=unknown[0], given=search)
+    checked = query_list("queries", queries)
+    for query in checked:
+        target.spec.check_query(query)
+    return checked
 
 
 def _recall(found: Sequence[Any], truth: Sequence[Any]) -> tuple[int, int]:
@@ -78,7 +113,9 @@ def recall_at_k(
     ``exact=True``, which no vector index can serve. Queries with no exact result are
     skipped; with none at all the recall is 1.0.
     """  # noqa: E501
-    table = resolve(model, spec_or_column).table
+    target = resolve(model, spec_or_column)
+    table = target.table
+    queries = _checked(session, target, queries, k, where, search)
     hit = total = 0
     for query in queries:
         truth, _ = _ids(session, table, spec_or_column, query, k, where=where, exact=True)
@@ -128,11 +165,13 @@ def tune_ef_search(
     The exact results are computed once; values below ``k`` are skipped (they cannot return
     ``k`` rows). Use a sample of real queries, with the filters production uses.
     """  # noqa: E501
-    if not 0 < target <= 1:
+    if not 0 < finite_float("target", target) <= 1:
         raise VectorQueryError(f"target recall must be in (0, 1], got {target!r}.")
     check_k("k", k)
-    table = resolve(model, spec_or_column).table
-    queries = list(queries)
+    resolved = resolve(model, spec_or_column)
+    table = resolved.table
+    queries = _checked(session, resolved, queries, k, where, search)
+    values = [check_k("values[]", v) for v in query_list("values", values)]
     truths = [
         _ids(session, table, spec_or_column, q, k, where=where, exact=True)[0] for q in queries
     ]
@@ -222,7 +261,16 @@ def index_build_report(
     Whether the build overflowed memory is read from pgvector's NOTICE ("hnsw graph no
     longer fits into maintenance_work_mem"), captured with a psycopg notice handler.
     """
+    check_session(session)
     spec = _spec_of(index)
+    if maintenance_work_mem is not None and (
+        not isinstance(maintenance_work_mem, str)
+        or not _MEMORY.fullmatch(maintenance_work_mem.strip())
+    ):
+        raise VectorArgumentError(
+            f"maintenance_work_mem={maintenance_work_mem!r:.80} is not accepted: pass a size "
+            "such as '512MB' or '2GB'.", argument="maintenance_work_mem",
+            given=maintenance_work_mem)
     conn = session.connection() if isinstance(session, Session) else session
     if maintenance_work_mem is not None:
         conn.execute(select(func.set_config("maintenance_work_mem", maintenance_work_mem,
@@ -279,6 +327,7 @@ def check_vector_setup(session: SyncConn) -> VectorSetup:
     Below 0.8.2 it warns about the parallel HNSW build vulnerability fixed there; below
     0.8.0 that iterative scans (filtered searches returning ``k`` rows) are missing.
     """
+    check_session(session)
     stmt = text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     version = session.execute(stmt).scalar_one_or_none()
     problems: list[str] = []
@@ -308,6 +357,7 @@ async def _run_sync(session: AsyncSession | AsyncConnection, fn: Any, *args: Any
                     **kw: Any) -> Any:
     # Measurement loops many queries in one transaction; run_sync reuses the sync code
     # path exactly (the async driver still does the I/O) instead of duplicating it.
+    check_session(session, asyncio=True)
     return await session.run_sync(lambda sync: fn(sync, *args, **kw))
 
 

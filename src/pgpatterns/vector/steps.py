@@ -13,7 +13,7 @@ from typing import Any, TypeAlias, TypeVar
 from sqlalchemy.engine import Result
 from sqlalchemy.sql import Executable
 
-from pgpatterns.vector.target import AsyncConn, SyncConn
+from pgpatterns.vector.target import AsyncConn, SyncConn, check_session
 
 __all__ = ["Steps", "run", "run_async"]
 
@@ -24,7 +24,8 @@ Steps: TypeAlias = Generator[tuple[Executable, Mapping[str, Any]], Result[Any], 
 def run(session: SyncConn, steps: Steps[T]) -> T:
     """Execute ``steps`` on a ``Session`` or ``Connection``; return what they return."""
     try:
-        statement, params = next(steps)
+        statement, params = next(steps)  # validates the arguments: before any SQL
+        check_session(session)
         while True:
             statement, params = steps.send(session.execute(statement, params))
     except StopIteration as done:
@@ -35,6 +36,7 @@ async def run_async(session: AsyncConn, steps: Steps[T]) -> T:
     """Execute ``steps`` on an ``AsyncSession`` or ``AsyncConnection``."""
     try:
         statement, params = next(steps)
+        check_session(session, asyncio=True)
         while True:
             statement, params = steps.send(await session.execute(statement, params))
     except StopIteration as done:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -17,7 +17,10 @@ from sqlalchemy.sql.sqltypes import NullType
 from pgpatterns.errors import VectorArgumentError, VectorError
 from pgpatterns.vector.spec import INFO_KEY, VectorSpec
 
-__all__ = ["AsyncConn", "SyncConn", "Target", "Where", "resolve", "where_clause"]
+__all__ = [
+    "AsyncConn", "SyncConn", "Target", "Where", "check_session", "query_list", "resolve",
+    "where_clause",
+]
 
 Where: TypeAlias = ColumnElement[bool] | Sequence[ColumnElement[bool]] | None
 SyncConn: TypeAlias = Session | Connection
@@ -85,6 +88,31 @@ def resolve(model: Any, spec_or_column: Any) -> Target:
             "spec.column(), or pass the VectorSpec instead of the column."
         )
     return Target(table, column, found, entity)
+
+
+def check_session(session: object, *, asyncio: bool = False) -> None:
+    """``session`` must be a Session/Connection (or their asyncio twins with ``asyncio``)."""
+    kinds: tuple[type, ...] = (AsyncSession, AsyncConnection) if asyncio else (
+        Session, Connection)
+    if not isinstance(session, kinds):
+        wanted = "an AsyncSession or AsyncConnection" if asyncio else "a Session or Connection"
+        raise VectorArgumentError(
+            f"session={session!r:.80} is not accepted: pass {wanted}"
+            + (" (the *_async twin takes the asyncio ones)." if not asyncio else "."),
+            argument="session", given=session,
+        )
+
+
+def query_list(name: str, queries: object) -> list[Any]:
+    """``list(queries)`` for a list/tuple/iterator of query vectors; None or a str refused."""
+    if queries is None or isinstance(queries, (str, bytes, dict)) or not isinstance(
+        queries, Iterable
+    ):
+        raise VectorArgumentError(
+            f"{name}={queries!r:.80} is not accepted: pass a list of query vectors.",
+            argument=name, given=queries,
+        )
+    return list(queries)
 
 
 def where_clause(where: Where) -> ColumnElement[bool] | None:
