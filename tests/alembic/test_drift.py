@@ -199,3 +199,37 @@ def test_missing_extension_is_created_first() -> None:
     assert [o.label for o in drops] == ["policy p on t"]
     assert drops[0].reverse().sql == ["CREATE POLICY"]  # the downgrade re-creates it
     assert [o.label for o in creates] == ["view v"]
+
+
+def test_exclude_constraint_keeps_its_operator_classes() -> None:
+    from alembic.autogenerate import render_python_code
+    from alembic.operations import ops
+    from sqlalchemy import Text
+    from sqlalchemy.dialects.postgresql import TSTZRANGE, ExcludeConstraint
+
+    from pgpatterns.alembic import setup
+
+    setup()
+    md = MetaData()
+    rooms = Table(
+        "bookings",
+        md,
+        Column("room", Text),
+        Column("during", TSTZRANGE),
+        ExcludeConstraint(
+            ("room", "="),
+            ("during", "&&"),
+            using="gist",
+            name="no_overlap",
+            ops={"room": "gist_text_ops"},
+        ),
+    )
+    code = render_python_code(ops.UpgradeOps([ops.CreateTableOp.from_table(rooms)]))
+    assert "ops={'room': 'gist_text_ops'}" in code
+    constraint = next(c for c in rooms.constraints if isinstance(c, ExcludeConstraint))
+    from alembic.ddl.postgresql import CreateExcludeConstraintOp
+
+    code = render_python_code(
+        ops.UpgradeOps([CreateExcludeConstraintOp.from_constraint(constraint)])
+    )
+    assert "create_exclude_constraint(" in code and "ops={'room': 'gist_text_ops'}" in code

@@ -18,6 +18,9 @@ object first drops the declared objects that depend on it in ``pg_depend`` (a vi
 a trigger or policy on a function) and creates them again after it. Partitions are detached
 and attached, never dropped to change a bound.
 
+``ExcludeConstraint`` is rendered with its operator classes (``ops=``), which Alembic
+drops (its issue #958).
+
 Warning:
     Needs ``alembic`` (``pip install pgpatterns[alembic]``, Alembic 1.13 or later).
     The comparison creates throw-away twins of declarations in savepoints that are rolled
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import comparators
 
+from pgpatterns.alembic import exclude
 from pgpatterns.alembic.comparator import compare_schema_objects, operations_for
 from pgpatterns.alembic.ops import CreateSchemaObjectOp, DropSchemaObjectOp, RawDDL, register
 
@@ -53,6 +57,7 @@ def setup() -> None:
     register()
     if _DONE:
         return
+    exclude.register()
     try:
         from alembic.util import DispatchPriority
     except ImportError:  # Alembic < 1.18: registration order puts it after the tables
