@@ -12,16 +12,17 @@ from alembic_env import Migrations
 from sqlalchemy import Column, Integer, MetaData, Table, text
 
 from pgpatterns.ddl import attach, diff
-from pgpatterns.ddl.grant import Grant, Role
+from pgpatterns.ddl.grant import DefaultPrivileges, Grant, Role
 from pgpatterns.errors import DDLOptionError
 from pgpatterns.testing.plugin import PgSchema
 
 
-def _models(role: str, privileges: list[str]) -> MetaData:
+def _models(role: str, privileges: list[str], schema: str) -> MetaData:
     md = MetaData()
     docs = Table("docs", md, Column("id", Integer, primary_key=True))
     app = Role(role, keep_on_drop=False)
-    attach(md, app, Grant(docs, privileges, to=app))
+    later = DefaultPrivileges(schema, ["select"], to=app)
+    attach(md, app, Grant(docs, privileges, to=app), later)
     return md
 
 
@@ -35,17 +36,35 @@ def test_bad_privilege_is_refused_before_sql() -> None:
 
 def test_grants_are_compared_and_migrated(pg_schema: PgSchema, tmp_path: Path) -> None:
     role = f"pgp_app_{secrets.token_hex(4)}"
-    md = _models(role, ["select", "insert"])
+    md = _models(role, ["select", "insert"], pg_schema.name)
     mig = Migrations(tmp_path, pg_schema.engine, md)
     try:
         source = mig.revision()
         up = source.split("def downgrade")[0]
         assert up.index(f"CREATE ROLE {role} NOLOGIN") < up.index("op.create_table")
         assert f"GRANT SELECT, INSERT ON docs TO {role}" in up
+        assert f"ALTER DEFAULT PRIVILEGES IN SCHEMA {pg_schema.name} GRANT SELECT" in up
         mig.upgrade()
         mig.check()
         with pg_schema.engine.begin() as conn:
             assert diff(conn, md) == []
+            conn.execute(text("CREATE TABLE later (id int)"))  # default privileges apply
+            later = "SELECT has_table_privilege(:r, 'later', 'SELECT')"
+            assert conn.execute(text(later), {"r": role}).scalar() is True
+            conn.execute(text("DROP TABLE later"))
+            conn.execute(
+                text(
+                    f"ALTER DEFAULT PRIVILEGES IN SCHEMA {pg_schema.name}"
+                    f" GRANT UPDATE ON TABLES TO {role}"
+                )
+            )
+            assert len(diff(conn, md)) == 1
+            conn.execute(
+                text(
+                    f"ALTER DEFAULT PRIVILEGES IN SCHEMA {pg_schema.name}"
+                    f" REVOKE UPDATE ON TABLES FROM {role}"
+                )
+            )
             conn.execute(text(f"GRANT DELETE ON docs TO {role}"))
             assert diff(conn, md) == [
                 f"grant to {role} on docs: holds SELECT, INSERT, DELETE, declared SELECT, INSERT"
@@ -60,7 +79,7 @@ def test_grants_are_compared_and_migrated(pg_schema: PgSchema, tmp_path: Path) -
         with mig.conn() as conn:
             assert len(diff(conn, md)) == 1
         mig.upgrade()
-        mig.metadata = _models(role, ["select"])
+        mig.metadata = _models(role, ["select"], pg_schema.name)
         mig.revision()
         mig.upgrade()
         with mig.conn() as conn:
@@ -71,4 +90,6 @@ def test_grants_are_compared_and_migrated(pg_schema: PgSchema, tmp_path: Path) -
             assert exists.first() is None  # keep_on_drop=False: the first downgrade drops it
     finally:
         with pg_schema.engine.begin() as conn:
-            conn.execute(text(f"DROP TABLE IF EXISTS docs; DROP ROLE IF EXISTS {role}"))
+            conn.execute(text("DROP TABLE IF EXISTS docs"))
+            if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
+                conn.execute(text(f"DROP OWNED BY {role} CASCADE; DROP ROLE {role}"))

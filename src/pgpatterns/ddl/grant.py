@@ -27,7 +27,7 @@ from pgpatterns.ddl.base import Identity, SchemaObject, check_choice, pg_dialect
 from pgpatterns.ddl.rls import check_table
 from pgpatterns.errors import DDLOptionError
 
-__all__ = ["PRIVILEGES", "Grant", "Role"]
+__all__ = ["PRIVILEGES", "DefaultPrivileges", "Grant", "Role"]
 
 PRIVILEGES = ("select", "insert", "update", "delete", "truncate", "references", "trigger")
 
@@ -187,4 +187,101 @@ class Grant(SchemaObject):
         if held != want:
             shown = self._words(held) or "nothing"
             return [f"{self.describe()}: holds {shown}, declared {self._words(want)}"]
+        return []
+
+
+@dataclass(eq=False, init=False)
+class DefaultPrivileges(SchemaObject):
+    """``ALTER DEFAULT PRIVILEGES IN SCHEMA ... GRANT ... ON TABLES TO role``: tables created
+    later in ``schema`` (by ``for_role``, default the migrating user) get these privileges.
+
+    Examples:
+        >>> print(DefaultPrivileges("app_data", ["select"], to="app").sql())
+        ALTER DEFAULT PRIVILEGES IN SCHEMA app_data GRANT SELECT ON TABLES TO app
+    """
+
+    kind: ClassVar[str] = "default privileges"
+
+    privileges: tuple[str, ...]
+    role: str
+    for_role: str | None
+
+    def __init__(
+        self,
+        schema: str,
+        privileges: Sequence[str],
+        *,
+        to: str | Role,
+        for_role: str | None = None,
+        depends_on: Sequence[SchemaObject | Table] = (),
+    ) -> None:
+        owner = f"DefaultPrivileges in {schema!r}"
+        if not isinstance(schema, str) or not schema:
+            raise DDLOptionError(f"{owner}: schema must be a schema name (a non-empty str).")
+        if isinstance(privileges, str):
+            privileges = (privileges,)
+        self.privileges = tuple(
+            check_choice(owner, "privileges", p, PRIVILEGES) for p in privileges
+        )
+        if not self.privileges:
+            raise DDLOptionError(f"{owner}: privileges is empty; pass e.g. ['select'].")
+        self.role = to.name if isinstance(to, Role) else to
+        self.for_role = for_role
+        self.depends_on = (*depends_on, *((to,) if isinstance(to, Role) else ()))
+        self.schema = schema
+        self.keep_on_drop = False
+        self.name = self.role
+        self.__post_init__()
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.kind, self.schema, self.role, self.for_role)
+
+    def describe(self) -> str:
+        by = f" by {self.for_role}" if self.for_role else ""
+        return f"default privileges for {self.role} on tables in {self.schema}{by}"
+
+    def _alter(self, prep: Any, action: str) -> str:
+        by = f"FOR ROLE {prep.quote(self.for_role)} " if self.for_role else ""
+        return f"ALTER DEFAULT PRIVILEGES {by}IN SCHEMA {prep.quote_schema(self.schema)} {action}"
+
+    def _grant(self, prep: Any, privileges: Sequence[str]) -> str:
+        words = ", ".join(p.upper() for p in PRIVILEGES if p in privileges)
+        return self._alter(prep, f"GRANT {words} ON TABLES TO {prep.quote(self.role)}")
+
+    def render_create(self, compiler: DDLCompiler) -> list[str]:
+        return [self._grant(compiler.preparer, self.privileges)]
+
+    def render_drop(self, compiler: DDLCompiler) -> list[str]:
+        prep = compiler.preparer
+        return [self._alter(prep, f"REVOKE ALL ON TABLES FROM {prep.quote(self.role)}")]
+
+    def _held(self, conn: Connection) -> list[str]:
+        return sorted(
+            conn.execute(
+                text(
+                    "SELECT lower(a.privilege_type) FROM pg_default_acl d,"
+                    " aclexplode(d.defaclacl) a WHERE d.defaclobjtype = 'r'"
+                    " AND d.defaclnamespace = to_regnamespace(:s)"
+                    " AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname ="
+                    " coalesce(CAST(:o AS text), current_user))"
+                    " AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = :r)"
+                ),
+                {"s": self.schema, "o": self.for_role, "r": self.role},
+            ).scalars()
+        )
+
+    def exists(self, conn: Connection) -> bool:
+        return bool(self._held(conn))
+
+    def current_sql(self, conn: Connection) -> list[str]:
+        held = self._held(conn)
+        return [self._grant(pg_dialect().identifier_preparer, held)] if held else []
+
+    def reflect_diff(self, conn: Connection) -> list[str]:
+        held, want = self._held(conn), sorted(self.privileges)
+        if not held:
+            return self._missing()
+        if held != want:
+            return [f"{self.describe()}: grants {held}, declared {want}"]
         return []
