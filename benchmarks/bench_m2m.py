@@ -288,10 +288,11 @@ def test_sync(benchmark: Any, pg_engine: Engine, data: Data, scale: Scale, case:
                                      *range(4 + p % 20, 4 + p % 20 + 40)]))[:SYNC_TAGS]
               for p in post_ids}
     record(benchmark, question="m2m:sync-20", case=case, role=role, rows=SYNC_POSTS,
-           scale=scale, plan={"pgpatterns sync()": "1 statement per post (CTE insert+delete)",
+           scale=scale, plan={"pgpatterns sync()":
+                              "per post: advisory lock, 1 statement (CTE insert+delete)",
                               "delete all, insert all": "2 statements per post",
                               }.get(case, "SELECT collection + tags, then INSERT/DELETE"),
-           statements_per_post={"pgpatterns sync()": 1, "delete all, insert all": 2}.get(
+           statements_per_post={"pgpatterns sync()": 2, "delete all, insert all": 2}.get(
                case, "3+"))
 
     def run() -> None:
