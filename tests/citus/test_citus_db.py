@@ -203,3 +203,46 @@ def test_citus_policy_form_keeps_the_index_on_one_node(pg_citus: CitusSchema) ->
             assert not has_seq_scan(plan), plan
             assert len(conn.execute(select(docs.c.id)).all()) == 100
 
+
+
+async def test_tenant_context_async_reaches_the_workers(world: World) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from pgpatterns.citus import tenant_context_async
+
+    engine = create_async_engine(
+        world.schema.cluster.app_url, poolclass=NullPool,
+        connect_args={"options": f"-c search_path={world.schema.name},public"},
+    )
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            await tenant_context_async(session, 4)
+            rows = (await session.scalars(select(Task))).all()
+            assert len(rows) == 20 and {t.tenant_id for t in rows} == {4}
+    finally:
+        await engine.dispose()
+
+
+def test_registry_diff_sees_the_distribution(world: World) -> None:
+    from citus_world import Base
+
+    from pgpatterns.ddl import diff
+
+    with world.schema.engine.connect() as conn:
+        # diff() creates twins of the foreign keys in savepoints after reading the shards:
+        # Citus wants one connection per node for that (FKs to a reference table)
+        conn.execute(text("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"))
+        assert diff(conn, Base.metadata) == []
+        conn.execute(text("SELECT undistribute_table('plans', cascade_via_foreign_keys => true)"))
+        found = diff(conn, Base.metadata)
+        conn.rollback()
+    assert any("reference table plans" in d for d in found), found
+
+
+def test_tenant_context_refuses_autocommit(pg_citus: CitusSchema) -> None:
+    from pgpatterns.errors import RLSContextError
+
+    engine = pg_citus.app_engine.execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn, pytest.raises(RLSContextError, match="SET LOCAL only lasts"):
+        tenant_context(conn, 1)

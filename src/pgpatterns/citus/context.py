@@ -90,8 +90,9 @@ def context_statements(tenant_id: object, *, setting: str = TENANT_SETTING) -> l
     ]
 
 
-def _check_tx(conn: Connection | AsyncConnection, where: str) -> None:
-    if not conn.in_transaction() or conn.get_isolation_level() == "AUTOCOMMIT":
+def _check_tx(conn: Connection, where: str) -> None:
+    driver = conn.connection.driver_connection  # no round trip (unlike get_isolation_level)
+    if not conn.in_transaction() or bool(getattr(driver, "autocommit", False)):
         raise RLSContextError(
             f"{where}: SET LOCAL only lasts until the end of the current transaction; call it "
             "inside session.begin() (not on an AUTOCOMMIT connection)."
@@ -131,7 +132,9 @@ async def tenant_context_async(
     """
     statements = context_statements(tenant_id, setting=setting)
     conn = await session.connection() if isinstance(session, AsyncSession) else session
-    _check_tx(conn, "tenant_context_async")
+    if conn.sync_connection is None:
+        raise RLSContextError("tenant_context_async: the AsyncConnection is not started.")
+    _check_tx(conn.sync_connection, "tenant_context_async")
     for stmt in statements:
         await conn.exec_driver_sql(stmt.replace("%", "%%"))
     if isinstance(session, AsyncSession):
