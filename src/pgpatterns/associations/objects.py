@@ -67,6 +67,7 @@ def association_object(
     proxies: tuple[str | None, str | None] = (None, None),
     ondelete: str = "CASCADE",
     key_columns: Iterable[str] = (),
+    tenant: bool | None = None,
 ) -> type[Any]:
     """A mapped link class with its own columns, both relationships and association proxies.
 
@@ -97,6 +98,7 @@ def association_object(
     on the left: ``package.dependencies_as_package``) and ``<plural>_as_<right_attr>``.
     Every relationship names its foreign key, so nothing is ambiguous.
 
+    ``tenant``: as :func:`association_table` (the link is tenant-scoped when a side is).
     ``key_columns`` (names of ``extra_columns``) make those columns part of a link's
     identity (see :func:`association_table`): ``link(s, pkg, [dep], via=Package.depends_on,
     min_version="1.0", max_version="2.0")`` and the same with another range are two links.
@@ -135,7 +137,8 @@ def association_object(
                               ondelete=ondelete,
                               left_column=f"{left_attr}_id" if self_ref else None,
                               right_column=f"{right_attr}_id" if self_ref else None,
-                              metadata=base.metadata, key_columns=key_columns)
+                              metadata=base.metadata, key_columns=key_columns,
+                              tenant=tenant)
     lcol, rcol = table.primary_key.columns.values()[:2]
     link_cls = type(name, (base,), {"__table__": table, "__module__": left.__module__})
     # Each side's collection creates the link's many-to-one with backref=: no relationship
