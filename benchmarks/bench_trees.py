@@ -12,6 +12,9 @@ materialized-path alternative. Questions:
 * ``trees:load-subtree``: ``load_subtree`` vs ``selectinload(recursion_depth=...)``.
 * ``trees:move``: re-parent the subtree: ``move()`` (one row, checked by the trigger) vs
   rewriting the ltree paths below it.
+* ``trees:bulk-load``: the whole forest (parents first) loaded by COPY into a fresh
+  table analysed empty, with the guard vs without it (the limit), and ``find_problems`` over
+  it: both linear (issue #24: quadratic before).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pgpatterns.trees import (
     AdjacencyListMixin,
     ancestors,
     descendants,
+    find_problems,
     load_subtree,
     move,
     tree_guard,
@@ -422,3 +426,63 @@ def test_move_ltree(benchmark: Any, pg_engine: Engine, forest: Forest, scale: Sc
     with pg_engine.connect() as conn:
         assert conn.execute(select(Node.lpath).where(Node.id == forest.subtree)).scalar() \
             == original
+
+
+# -- trees:bulk-load --------------------------------------------------------------------
+Q_BULK = "trees:bulk-load"
+
+
+class Loaded(AdjacencyListMixin, Base):
+    __tablename__ = "bench_trees_loaded"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str]
+
+
+LOAD_GUARD = tree_guard(Loaded)
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guard", "no-guard"])
+def test_bulk_load(benchmark: Any, pg_engine: Engine, forest: Forest, scale: Scale,
+                   guarded: bool) -> None:
+    rows = [(i, forest.parent[i] or None, f"node {i}") for i in range(1, forest.size + 1)]
+    record(benchmark, question=Q_BULK,
+           case="COPY with tree_guard()" if guarded else "COPY, no trigger",
+           role="pattern" if guarded else "limit", rows=len(rows), scale=scale,
+           plan="per row: children probe (parent_id index); moves none")
+
+    def reset() -> None:
+        with pg_engine.begin() as conn:
+            Loaded.__table__.drop(conn, checkfirst=True)  # and its trigger
+            for ddl in LOAD_GUARD[0].drop_ddl():
+                conn.execute(ddl)
+            Loaded.__table__.create(conn)
+            if guarded:
+                create_all(conn, *LOAD_GUARD)
+            conn.execute(text("ANALYZE bench_trees_loaded"))  # statistics: empty
+
+    def run() -> int:
+        with pg_engine.begin() as conn:
+            return copy_rows(conn, Loaded.__table__, rows, columns=["id", "parent_id", "name"])
+
+    result = benchmark.pedantic(run, setup=reset, rounds=scale.rounds, iterations=1,
+                                warmup_rounds=0)
+    assert result == len(rows)
+    with Session(pg_engine) as session:
+        if guarded:
+            assert find_problems(session, Loaded) == []
+    with pg_engine.begin() as conn:
+        Loaded.__table__.drop(conn)
+        for ddl in LOAD_GUARD[0].drop_ddl():
+            conn.execute(ddl)
+
+
+def test_find_problems(benchmark: Any, pg_engine: Engine, forest: Forest, scale: Scale) -> None:
+    record(benchmark, question=Q_BULK, case="find_problems() over the forest",
+           role="alternative", rows=forest.size, scale=scale,
+           plan="walk down from roots + anti-join; walk up only unreached nodes")
+
+    def run() -> int:
+        with Session(pg_engine) as session:
+            return len(find_problems(session, Node))
+
+    _run(benchmark, run, scale.rounds, 0)
