@@ -70,3 +70,13 @@ def test_random_changes_round_trip(pg_database: Database, changes: list[dict[str
     for change in changes:
         combined.update(change)
     _round_trip(pg_database, combined)
+
+
+@pytest.mark.requires_extension("postgis")
+def test_every_change_at_once_on_the_postgis_server(pg_database: Database) -> None:
+    """The same round trip on the server that has PostGIS (locally: PostgreSQL 15), so the
+    comparison is exercised on another major version than the embedded 18."""
+    combined: dict[str, Any] = {}
+    for change in CHANGES:
+        combined.update(change)
+    _round_trip(pg_database, combined)

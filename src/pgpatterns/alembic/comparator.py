@@ -10,7 +10,8 @@ Runs after Alembic's own table comparison (``DispatchPriority.LAST``) and
   Alembic's table changes), and creates last (after the tables they need);
 * removes from Alembic's operations what would be wrong: ``info={...}`` holding
   pgpatterns objects (not Python source), ``drop_table`` of partitions (Alembic issue
-  #539: children are not in the MetaData), ``drop_constraint`` of a declared
+  #539: children are not in the MetaData) and of tables that belong to an extension
+  (PostGIS's ``spatial_ref_sys``), ``drop_constraint`` of a declared
   :class:`~pgpatterns.ddl.CompositeForeignKey`.
 """
 
@@ -103,7 +104,7 @@ def _clean_alembic_ops(conn: Connection, upgrade_ops: ops.UpgradeOps, mds: list[
     for op in upgrade_ops.ops:
         if isinstance(op, ops.CreateTableOp):
             op.info = _literal_info(op.info)
-        if isinstance(op, ops.DropTableOp) and _is_partition(conn, op.table_name, op.schema):
+        if isinstance(op, ops.DropTableOp) and _never_dropped(conn, op.table_name, op.schema):
             continue
         if isinstance(op, ops.ModifyTableOps):
             op.ops = [
@@ -133,6 +134,12 @@ def _literal_info(info: dict[Any, Any] | None) -> dict[Any, Any]:
     return kept
 
 
-def _is_partition(conn: Connection, name: str, schema: str | None) -> bool:
-    query = text("SELECT relispartition FROM pg_class WHERE oid = to_regclass(:n)")
+def _never_dropped(conn: Connection, name: str, schema: str | None) -> bool:
+    """A partition (its parent's comparison must not drop it) or a table that belongs to an
+    extension (PostGIS's ``spatial_ref_sys``, visible through the ``search_path``)."""
+    query = text(
+        "SELECT c.relispartition OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid"
+        " AND d.classid = 'pg_class'::regclass AND d.deptype = 'e')"
+        " FROM pg_class c WHERE c.oid = to_regclass(:n)"
+    )
     return bool(conn.execute(query, {"n": regname(name, schema)}).scalar())
