@@ -211,6 +211,11 @@ def check_rls(
             f"check_rls() takes a Session or Connection, got {type(session).__name__}; use "
             "check_rls_async() for AsyncSession/AsyncConnection."
         )
+    if schemas is not None and (isinstance(schemas, str) or not isinstance(
+            schemas, (list, tuple)) or not all(isinstance(x, str) for x in schemas)):
+        raise RLSError(f"check_rls(): schemas must be a list of schema names, got {schemas!r}.")
+    if role is not None and (not isinstance(role, str) or not role):
+        raise RLSError(f"check_rls(): role must be a role name, got {role!r}.")
     ids = _resolve(conn, tables)
     params: dict[str, Any] = {"ids": ids, "schemas": None}
     if ids is None:
@@ -290,6 +295,10 @@ def _qualified(schema: str, name: str) -> str:
 def _resolve(conn: Connection, tables: Iterable[Table | str] | None) -> list[int] | None:
     if tables is None:
         return None
+    if isinstance(tables, (str, Table)) or not isinstance(tables, Iterable):
+        raise RLSError(
+            f"check_rls(): tables must be a list of Table objects or names, got {tables!r}."
+        )
     wanted: list[str] = []
     for t in tables:
         if isinstance(t, Table):

@@ -77,6 +77,11 @@ def context_statement(values: Mapping[str, ContextValue]) -> Select[Any]:
 
     Names are validated; values are bind parameters (``None`` becomes ``''``: unset).
     """
+    if not isinstance(values, Mapping):
+        raise RLSContextError(
+            f"settings must be a mapping of name -> value (e.g. {{'app.tenant_id': 42}}), got "
+            f"{type(values).__name__}."
+        )
     if not values:
         raise RLSContextError("no settings given: pass at least one name -> value.")
     calls = [
@@ -89,6 +94,8 @@ def context_statement(values: Mapping[str, ContextValue]) -> Select[Any]:
 def _values(
     tenant_id: ContextValue, user_id: ContextValue, tenant_setting: str, user_setting: str
 ) -> dict[str, ContextValue]:
+    check_setting_name(tenant_setting)
+    check_setting_name(user_setting)
     if tenant_id is None:
         raise RLSContextError(
             "tenant_context(): tenant_id is None; every statement would see no rows. Pass "

@@ -178,13 +178,20 @@ def secure_table(
         TenantIsolationError: a foreign key to a tenant-scoped table cannot be made
             composite (the referred column is not covered by a tenant unique key).
     """
-    roles = (roles,) if isinstance(roles, str) else tuple(roles)
     where = f"secure_table({getattr(table, 'name', table)!r})"
+    if isinstance(roles, str):
+        roles = (roles,)
+    if not isinstance(roles, (list, tuple)) or not all(isinstance(r, str) and r for r in roles):
+        raise RLSPolicyError(
+            f"{where}: roles= must name the application role(s), e.g. ['app_user']; got "
+            f"{roles!r}."
+        )
+    roles = tuple(roles)
     if not isinstance(table, Table):
         raise RLSPolicyError(f"{where}: expected a sqlalchemy Table, got {table!r}.")
     if not roles:
         raise RLSPolicyError(f"{where}: roles= must name the application role(s).")
-    if column not in table.c or table.c[column].nullable:
+    if not isinstance(column, str) or column not in table.c or table.c[column].nullable:
         raise RLSPolicyError(
             f"{where}: the table needs a NOT NULL {column!r} column; add tenant_column()."
         )
