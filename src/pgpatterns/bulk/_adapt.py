@@ -16,7 +16,8 @@ from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from sqlalchemy import text
 
-from pgpatterns.bulk._rows import Check, _Plan, checked, date_check, int_check, number_check
+from pgpatterns.bulk._checks import Checks, check_rows, db_spec, flat, fuse
+from pgpatterns.bulk._rows import _Plan
 from pgpatterns.errors import BulkLoadError
 
 __all__: list[str] = []
@@ -47,22 +48,7 @@ class _Setup:
     oids: list[int]
     labels: list[str]
     format: Format
-    checks: list[tuple[int, str, Check]]  # per-row value checks by the database's types
-
-
-_INT_RANGES = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1),
-               "int8": (-(2**63), 2**63 - 1)}
-
-
-def _db_check(typname: str, label: str) -> Check | None:
-    """The check a value of a column of this (base) type gets before it is written."""
-    if typname in _INT_RANGES:
-        return int_check(f"the table's {label}", *_INT_RANGES[typname])
-    if typname in ("float4", "float8", "numeric"):
-        return number_check(f"the table's {label}")
-    if typname == "date":
-        return date_check(f"the table's {label}")
-    return None
+    checks: Checks  # per-row value checks: the model's and the table's types, fused
 
 
 class _TextPassthroughDumper(Dumper):
@@ -98,6 +84,9 @@ class _StrictBinaryDumper(Dumper):
             if isinstance(obj, str) or obj not in (0, 1):
                 raise TypeError(f"{obj!r} is not a boolean: pass True or False")
             return b"\x01" if obj else b"\x00"
+        if isinstance(obj, bool):
+            raise TypeError(f"a bool is not a number: pass an int for {self.type_name} "
+                            "(True is not 1)")
         try:
             return self.packer.pack(obj)
         except (struct.error, OverflowError) as exc:
@@ -170,18 +159,18 @@ def _setup(cursor: AdaptContext, plan: _Plan, catalog: Sequence[Any]) -> _Setup:
         columns=sql.SQL(", ").join(sql.Identifier(name) for name in plan.columns),
         format=sql.SQL("BINARY" if binary else "TEXT"),
     )
-    checks = [
-        (position, name, check)
-        for position, (name, row) in enumerate(zip(plan.columns, types, strict=True))
-        if (check := _db_check(row.typname, row.type_label)) is not None
-    ]
+    checks = flat([
+        (pos, name, fuse(model, db_spec(row.typname, row.type_label), row.typname, binary))
+        for pos, (name, model, row) in enumerate(zip(plan.columns, plan.models, types,
+                                                     strict=True))
+    ])
     oids = [row.type_oid for row in types]
     return _Setup(statement, oids, [r.type_label for r in types], fmt, checks)
 
 
 def _first_row(cursor: AdaptContext, plan: _Plan, setup: _Setup) -> Sequence[Any]:
     """Row 0, checked against the database's types and dumped once before COPY starts."""
-    first = next(checked(plan.values, setup.checks, plan.label))
+    first = next(check_rows(plan.values, setup.checks, plan.label))
     for name, oid, label, value in zip(plan.columns, setup.oids, setup.labels, first,
                                        strict=True):
         if value is None:
@@ -200,7 +189,7 @@ def _first_row(cursor: AdaptContext, plan: _Plan, setup: _Setup) -> Sequence[Any
 def rows_to_write(plan: _Plan, setup: _Setup, first: Sequence[Any]) -> Iterator[Sequence[Any]]:
     """Row 0 (already checked) then the other rows, each checked as it streams."""
     yield first
-    yield from checked(plan.values, setup.checks, plan.label, start=1)
+    yield from check_rows(plan.values, setup.checks, plan.label, start=1)
 
 
 def _db_error(plan: _Plan, exc: psycopg.Error) -> BulkLoadError:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
 from psycopg import sql
 from sqlalchemy import Table
-from sqlalchemy import types as sqltypes
 
-from pgpatterns._args import INT_RANGES
+from pgpatterns.bulk._checks import ValueSpec, check_rows, flat, model_spec
 from pgpatterns.errors import BulkLoadError
 
 __all__: list[str] = []
@@ -30,6 +28,7 @@ class _Plan:
     columns: tuple[str, ...]
     values: Iterator[Sequence[Any]]  # validates the remaining rows as they stream
     empty: bool
+    models: list[ValueSpec | None] = field(default_factory=list)  # value checks, by column
 
 
 def _resolve_table(table: object) -> Table:
@@ -105,89 +104,6 @@ def _is_sequence(row: object) -> bool:
     return isinstance(row, Sequence) and not isinstance(row, (str, bytes, bytearray))
 
 
-# A value check: None when the value fits, else why not (the column's type in words).
-Check = Callable[[Any], str | None]
-
-
-def _refuse_bool(type_label: str) -> Check:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool):
-            return f"a bool is not a number: pass an int for {type_label} (True is not 1)"
-        return None
-
-    return check
-
-
-def int_check(type_label: str, lo: int, hi: int) -> Check:
-    """Refuse a ``bool`` and an ``int`` outside ``[lo, hi]`` (other types go to psycopg)."""
-
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool):
-            return f"a bool is not a number: pass an int for {type_label} (True is not 1)"
-        if isinstance(value, int) and not lo <= value <= hi:
-            return f"out of range for {type_label} ({lo} to {hi})"
-        return None
-
-    return check
-
-
-def number_check(type_label: str) -> Check:
-    """Refuse a ``bool`` for a numeric/float column."""
-    return _refuse_bool(type_label)
-
-
-def date_check(type_label: str) -> Check:
-    """Refuse a ``datetime`` for a date column (psycopg would drop its time silently)."""
-
-    def check(value: Any) -> str | None:
-        if isinstance(value, dt.datetime):
-            return (
-                f"a datetime would lose its time in {type_label}: pass value.date() "
-                "(a datetime.date)"
-            )
-        return None
-
-    return check
-
-
-def _model_check(type_: sqltypes.TypeEngine[Any]) -> Check | None:
-    """Checks that follow from the model's column type alone, so they run before any SQL."""
-    if isinstance(type_, sqltypes.TypeDecorator):
-        return None  # its own Python type; COPY sends what the dumper makes of it
-    label = f"the model's {type(type_).__name__}"
-    if isinstance(type_, sqltypes.Integer):
-        for cls in type(type_).__mro__:
-            if cls in INT_RANGES:
-                return int_check(label, *INT_RANGES[cls])
-    if isinstance(type_, (sqltypes.Numeric, sqltypes.Float)):  # Double is a Float
-        return number_check(label)
-    if isinstance(type_, sqltypes.Date):
-        return date_check(label)
-    return None
-
-
-def checked(
-    values: Iterator[Sequence[Any]],
-    checks: Sequence[tuple[int, str, Check]],
-    label: str,
-    start: int = 0,
-) -> Iterator[Sequence[Any]]:
-    """Yield ``values`` after running ``checks`` (column index, name, check) on each row."""
-    if not checks:
-        yield from values
-        return
-    for index, row in enumerate(values, start):
-        for position, name, check in checks:
-            value = row[position]
-            if value is not None and (why := check(value)) is not None:
-                raise BulkLoadError(
-                    f"row {index} for {label} could not be written: column {name!r} got "
-                    f"{type(value).__name__} {value!r:.80}: {why}. Nothing was written; fix "
-                    "the value (or the column's declared type)."
-                )
-        yield row
-
-
 def _rows_iterator(rows: object, label: str) -> Iterator[Any]:
     if rows is None or isinstance(rows, (str, bytes, bytearray, Mapping)) or not isinstance(
         rows, Iterable
@@ -236,14 +152,11 @@ def _plan(table: object, rows: Iterable[Any], columns: Sequence[str] | None) -> 
     if not chosen:
         raise BulkLoadError(f"no columns to copy into {label}: row 0 is empty.")
     by_name = {c.name: c for c in target.columns}
-    checks = [
-        (position, name, check)
-        for position, name in enumerate(chosen)
-        if (check := _model_check(by_name[name].type)) is not None
-    ]
-    values = checked(values, checks, label)
-    plan = _Plan(target, parts, label, chosen, values, empty=False)
-    # Validate row 0 now, so that its errors are raised before any SQL is sent.
+    models = [model_spec(by_name[name].type) for name in chosen]
+    plan = _Plan(target, parts, label, chosen, values, empty=False, models=models)
+    # Validate row 0 now (its shape and what the model's types tell), before any SQL.
     head = next(plan.values)
+    checks = flat([(pos, name, models[pos]) for pos, name in enumerate(chosen)])
+    next(check_rows(iter([head]), checks, label))
     plan.values = chain([head], plan.values)
     return plan
