@@ -187,7 +187,13 @@ def concurrent(exc: DBAPIError, what: str = "the tree write") -> TreeConcurrentU
 
 
 def translate_any(exc: DBAPIError, trees: list[Tree] | None, what: str) -> Exception | None:
-    """:func:`translate` for integrity errors, :func:`concurrent` for retryable ones."""
+    """:func:`translate` for integrity errors, :func:`concurrent` for retryable ones.
+
+    Examples:
+        >>> translate_any(dbapi_error, [tree_of(Category)], "move of Category 3")
+        ... # doctest: +SKIP
+        TreeConcurrentUpdateError('move of Category 3 lost a race with another ...')
+    """
     if isinstance(exc, IntegrityError):
         return translate(exc, trees)
     return concurrent(exc, what)

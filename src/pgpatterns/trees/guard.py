@@ -245,6 +245,9 @@ def tree_guard(model: type[Any]) -> tuple[Function, Trigger]:
 def lock_stmt(tree: Tree, scope_value: Any) -> Select[Any]:
     """``SELECT pg_advisory_xact_lock(...)``: the tree lock the trigger takes for a move.
 
+    Examples:
+        >>> session.execute(lock_stmt(tree_of(Folder), 42))  # doctest: +SKIP
+
     :func:`~pgpatterns.trees.move` takes it before writing, so two movers never hold each
     other's row locks while waiting for it (no deadlock between movers).
     """
