@@ -6,8 +6,11 @@ context, and runs it to compare the rows with what the tenant owns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, Table, literal_column, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import NotSupportedError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -16,8 +19,9 @@ from pgpatterns.bulk import copy_rows
 from pgpatterns.citus import distribute, task_counts, tenant_context, tenant_filtered
 from pgpatterns.errors import AssociationError
 from pgpatterns.explain import explain
+from pgpatterns.jsonb import jsonb_eq
 from pgpatterns.rls import TenantScoped, secure_table, tenant_column
-from pgpatterns.testing.citus import APP_ROLE, CitusSchema
+from pgpatterns.testing.citus import APP_ROLE, CitusSchema, citus_schema, get_citus
 from pgpatterns.trees import AdjacencyListMixin, TreeOptions, descendants
 from pgpatterns.vector import VectorSpec, nearest_stmt
 
@@ -45,6 +49,7 @@ class Item(TenantScoped, Base):
     __tenant_primary_key__ = True
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     embedding = SPEC.mapped_column()
+    meta: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
 
 
 class Post(TenantScoped, Base):
@@ -76,8 +81,16 @@ distribute(Base.metadata, shard_count=8)
 TENANTS = (1, 2, 3)
 
 
-@pytest.fixture
-def schema(pg_citus: CitusSchema) -> CitusSchema:
+@pytest.fixture(scope="module")
+def schema() -> Iterator[CitusSchema]:
+    """One schema for the module (the tests only read): the citus marker's check runs in
+    each test's setup before this fixture, so a missing Citus skips or fails first."""
+    with citus_schema(get_citus()) as made:
+        _load(made)
+        yield made
+
+
+def _load(pg_citus: CitusSchema) -> None:
     with pg_citus.engine.begin() as conn:
         conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"))
         Base.metadata.create_all(conn)
@@ -90,10 +103,10 @@ def schema(pg_citus: CitusSchema) -> CitusSchema:
                   columns=["tenant_id", "id", "parent_id", "name"])
         items = [(t, t * 100 + i, f"[{i},{t},0]") for t in TENANTS for i in range(10)]
         conn.execute(Item.__table__.insert(), [
-            {"tenant_id": t, "id": i, "embedding": [float(i % 100), float(t), 0.0]}
+            {"tenant_id": t, "id": i, "embedding": [float(i % 100), float(t), 0.0],
+             "meta": {"color": "red" if i % 2 else "blue"}}
             for t, i, _ in items
         ])
-    return pg_citus
 
 
 def _tasks(session: Session, stmt: object) -> list[int]:
@@ -146,3 +159,12 @@ def test_associations_need_one_column_keys(schema: CitusSchema) -> None:
     """Citus needs (tenant_id, id) keys; pgpatterns.associations refuses two-column joins."""
     with pytest.raises(AssociationError, match="one-column key"):
         having_all(Post, Post.tags, [1, 2])  # type: ignore[attr-defined]
+
+
+def test_jsonb_filters_are_router_queries(schema: CitusSchema) -> None:
+    with Session(schema.app_engine) as session, session.begin():
+        tenant_context(session, 1)
+        stmt = tenant_filtered(select(Item).where(jsonb_eq(Item.meta, "color", "red")), 1)
+        assert _tasks(session, stmt) == [1]
+        rows = session.scalars(stmt).all()
+        assert sorted(r.id for r in rows) == [101, 103, 105, 107, 109]
