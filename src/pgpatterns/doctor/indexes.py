@@ -45,6 +45,7 @@ _FKS = text(
     " WHERE con.contype = 'f' AND con.conparentid = 0 AND " + IN_SCOPE + " ORDER BY 5, 2"
 )
 
+# Statistics through the functions the pg_stat_* views call (the views read every relation).
 _INDEXES = text(
     "SELECT i.indexrelid::bigint AS oid, i.indexrelid::regclass::text AS name,"  # noqa: S608 (constant fragments)
     " c.oid::bigint AS rel, c.oid::regclass::text AS tbl, am.amname::text AS am,"
@@ -52,21 +53,22 @@ _INDEXES = text(
     " string_to_array(i.indkey::text, ' ')::int[] AS keys, i.indnkeyatts AS nkeys,"
     " i.indclass::text AS opclasses, i.indcollation::text AS collations,"
     " i.indoption::text AS options, pg_get_expr(i.indexprs, i.indrelid) AS exprs,"
-    " pg_get_expr(i.indpred, i.indrelid) AS pred, pg_get_indexdef(i.indexrelid) AS def,"
-    " EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid"
-    "  AND k.conrelid = i.indrelid) AS backs_constraint,"
+    " pg_get_expr(i.indpred, i.indrelid) AS pred,"
+    " (i.indexrelid, i.indrelid) IN (SELECT k.conindid, k.conrelid FROM pg_constraint k"
+    "  WHERE k.conindid <> 0) AS backs_constraint,"
     " ARRAY(SELECT quote_ident(a.attname) FROM unnest(i.indkey::int2[]) k(n)"
     "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.n"
     "  JOIN pg_type ty ON ty.oid = a.atttypid WHERE ty.typcategory = 'A') AS array_cols,"
-    " s.idx_scan AS idx_scan,"
-    " coalesce(t.seq_scan, 0) + coalesce(t.idx_scan, 0) AS table_reads,"
-    " c.relkind::text AS relkind"
+    " pg_stat_get_numscans(i.indexrelid) AS idx_scan,"
+    " pg_stat_get_numscans(c.oid) AS seq_scan, c.relkind::text AS relkind"
     " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
     " JOIN pg_namespace n ON n.oid = c.relnamespace"
     " JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam"
-    " LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid"
-    " LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid"
     " WHERE c.relkind IN ('r', 'p', 'm') AND " + IN_SCOPE + " ORDER BY 4, 2"
+)
+
+_DEFS = text(
+    "SELECT i::bigint AS oid, pg_get_indexdef(i) AS def FROM unnest(CAST(:oids AS oid[])) i"
 )
 
 #: An index is "unused" only once its table has been read this often without it.
@@ -79,8 +81,24 @@ def foreign_keys(ctx: Context) -> list[dict[str, Any]]:
 
 
 def indexes(ctx: Context) -> list[dict[str, Any]]:
-    """The indexes of tables and materialized views in scope."""
-    return ctx.rows("indexes", _INDEXES)
+    """The indexes of tables and materialized views in scope (with their tables' reads)."""
+    if "indexes" not in ctx.cache:
+        rows = ctx.rows("indexes", _INDEXES)
+        reads: dict[int, int] = {}
+        for ix in rows:
+            reads[ix["rel"]] = reads.get(ix["rel"], ix["seq_scan"]) + ix["idx_scan"]
+        for ix in rows:
+            ix["table_reads"] = reads[ix["rel"]]
+    rows_: list[dict[str, Any]] = ctx.cache["indexes"]
+    return rows_
+
+
+def definitions(ctx: Context, oids: list[int]) -> dict[int, str]:
+    """``CREATE INDEX`` statements of the indexes ``oids`` (one query for all)."""
+    if not oids:
+        return {}
+    rows = ctx.conn.execute(_DEFS, {"oids": oids}).mappings()
+    return {row["oid"]: row["def"] for row in rows}
 
 
 def fk_indexed(ctx: Context, fk: dict[str, Any]) -> bool:
@@ -172,6 +190,7 @@ def _duplicate_key(ix: dict[str, Any]) -> tuple[Any, ...]:
       "pgpatterns.ddl.diff (one declared index per access path)")
 def _duplicates(ctx: Context) -> Iterator[Finding]:
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    pairs = []
     for ix in indexes(ctx):
         key = _duplicate_key(ix)
         first = seen.get(key)
@@ -181,13 +200,15 @@ def _duplicates(ctx: Context) -> Iterator[Finding]:
         if first["is_unique"] != ix["is_unique"]:
             continue
         drop, keep = (first, ix) if ix["backs_constraint"] else (ix, first)
-        if drop["backs_constraint"]:
-            continue
+        if not drop["backs_constraint"]:
+            pairs.append((drop, keep))
+    defs = definitions(ctx, [d["oid"] for pair in pairs for d in pair])
+    for drop, keep in pairs:
         yield ctx.finding(
             "duplicate_index", drop["name"],
-            f"index {drop['name']} duplicates {keep['name']} on {ix['tbl']}: every write "
+            f"index {drop['name']} duplicates {keep['name']} on {drop['tbl']}: every write "
             "maintains both and the planner uses one.",
-            {"index": drop["def"], "duplicate_of": keep["def"]},
+            {"index": defs[drop["oid"]], "duplicate_of": defs[keep["oid"]]},
             f"DROP INDEX CONCURRENTLY {drop['name']};",
         )
 
@@ -196,47 +217,55 @@ def _duplicates(ctx: Context) -> Iterator[Finding]:
       "btree index whose columns lead another btree index (the longer one serves both)",
       "pgpatterns.indexes.covering_index")
 def _overlapping(ctx: Context) -> Iterator[Finding]:
-    plain = [ix for ix in indexes(ctx) if ix["am"] == "btree" and ix["valid"]
-             and ix["exprs"] is None and ix["pred"] is None]
-    for ix in plain:
-        if ix["is_unique"] or ix["backs_constraint"]:
-            continue
-        n, classes = ix["nkeys"], ix["opclasses"].split()
-        for other in plain:
-            if (other is ix or other["rel"] != ix["rel"] or other["nkeys"] <= n
-                    or other["keys"][:n] != ix["keys"][:n]
-                    or other["opclasses"].split()[:n] != classes[:n]
-                    or other["options"].split()[:n] != ix["options"].split()[:n]):
+    by_rel: dict[int, list[dict[str, Any]]] = {}
+    for ix in indexes(ctx):
+        if ix["am"] == "btree" and ix["valid"] and ix["exprs"] is None and ix["pred"] is None:
+            by_rel.setdefault(ix["rel"], []).append(ix)
+    pairs = []
+    for plain in by_rel.values():
+        for ix in plain:
+            if ix["is_unique"] or ix["backs_constraint"]:
                 continue
-            yield ctx.finding(
-                "overlapping_index", ix["name"],
-                f"index {ix['name']} is a leading prefix of {other['name']}, which serves "
-                "the same lookups; dropping it saves its writes and space.",
-                {"index": ix["def"], "covered_by": other["def"]},
-                f"DROP INDEX CONCURRENTLY {ix['name']};",
-            )
-            break
+            n = ix["nkeys"]
+            for other in plain:
+                if (other is not ix and other["nkeys"] > n
+                        and other["keys"][:n] == ix["keys"][:n]
+                        and other["opclasses"].split()[:n] == ix["opclasses"].split()[:n]
+                        and other["options"].split()[:n] == ix["options"].split()[:n]):
+                    pairs.append((ix, other))
+                    break
+    defs = definitions(ctx, [d["oid"] for pair in pairs for d in pair])
+    for ix, other in pairs:
+        yield ctx.finding(
+            "overlapping_index", ix["name"],
+            f"index {ix['name']} is a leading prefix of {other['name']}, which serves "
+            "the same lookups; dropping it saves its writes and space.",
+            {"index": defs[ix["oid"]], "covered_by": defs[other["oid"]]},
+            f"DROP INDEX CONCURRENTLY {ix['name']};",
+        )
 
 
 @lint("invalid_index", "error", "index left invalid by a failed CREATE INDEX CONCURRENTLY",
       "pgpatterns.ddl.create_all (indexes built in one transaction, or rebuilt)")
 def _invalid(ctx: Context) -> Iterator[Finding]:
-    for ix in indexes(ctx):
-        if not ix["valid"] and ix["relkind"] != "p":
-            yield ctx.finding(
-                "invalid_index", ix["name"],
-                f"index {ix['name']} is invalid (a CREATE INDEX CONCURRENTLY failed): the "
-                "planner never uses it, yet every write still maintains it. Remove the "
-                "cause (duplicate keys for a unique index, a lock timeout) and rebuild it.",
-                {"index": ix["def"], "indisvalid": False},
-                f"REINDEX INDEX CONCURRENTLY {ix['name']};",
-            )
+    bad = [ix for ix in indexes(ctx) if not ix["valid"] and ix["relkind"] != "p"]
+    defs = definitions(ctx, [ix["oid"] for ix in bad])
+    for ix in bad:
+        yield ctx.finding(
+            "invalid_index", ix["name"],
+            f"index {ix['name']} is invalid (a CREATE INDEX CONCURRENTLY failed): the "
+            "planner never uses it, yet every write still maintains it. Remove the "
+            "cause (duplicate keys for a unique index, a lock timeout) and rebuild it.",
+            {"index": defs[ix["oid"]], "indisvalid": False},
+            f"REINDEX INDEX CONCURRENTLY {ix['name']};",
+        )
 
 
 @lint("unused_index", "info", "index never scanned while its table was read",
       "pgpatterns.indexes.index_report")
 def _unused(ctx: Context) -> Iterator[Finding]:
     fk_leads = {(fk["rel"], frozenset(fk["cols"])) for fk in foreign_keys(ctx)}
+    unused = []
     for ix in indexes(ctx):
         if (ix["idx_scan"] is None or ix["idx_scan"] > 0 or ix["is_unique"]
                 or ix["backs_constraint"] or not ix["valid"]
@@ -245,11 +274,14 @@ def _unused(ctx: Context) -> Iterator[Finding]:
         if any((ix["rel"], frozenset(ix["keys"][:k])) in fk_leads
                for k in range(1, len(ix["keys"]) + 1)):
             continue  # serves a foreign key's checks even when queries do not use it
+        unused.append(ix)
+    defs = definitions(ctx, [ix["oid"] for ix in unused])
+    for ix in unused:
         yield ctx.finding(
             "unused_index", ix["name"],
             f"index {ix['name']} has not been scanned since statistics were reset, while "
             f"{ix['tbl']} was read {ix['table_reads']} times; it costs every write.",
-            {"index": ix["def"], "idx_scan": ix["idx_scan"],
+            {"index": defs[ix["oid"]], "idx_scan": ix["idx_scan"],
              "table_reads": ix["table_reads"]},
             f"DROP INDEX CONCURRENTLY {ix['name']};",
         )
@@ -258,14 +290,16 @@ def _unused(ctx: Context) -> Iterator[Finding]:
 @lint("btree_array_index", "warning", "btree index on an array column",
       "pgpatterns.arrays.array_gin")
 def _btree_array(ctx: Context) -> Iterator[Finding]:
-    for ix in indexes(ctx):
-        if ix["am"] == "btree" and ix["array_cols"] and not ix["backs_constraint"]:
-            cols = ", ".join(ix["array_cols"])
-            yield ctx.finding(
-                "btree_array_index", ix["name"],
-                f"btree index {ix['name']} on array column {cols}: it only serves equality "
-                "of whole arrays, not @>, && or ANY(); a GIN index serves those.",
-                {"index": ix["def"], "array_columns": ix["array_cols"]},
-                f"CREATE INDEX CONCURRENTLY ON {ix['tbl']} USING gin ({cols});\n"
-                f"DROP INDEX CONCURRENTLY {ix['name']};",
-            )
+    bad = [ix for ix in indexes(ctx)
+           if ix["am"] == "btree" and ix["array_cols"] and not ix["backs_constraint"]]
+    defs = definitions(ctx, [ix["oid"] for ix in bad])
+    for ix in bad:
+        cols = ", ".join(ix["array_cols"])
+        yield ctx.finding(
+            "btree_array_index", ix["name"],
+            f"btree index {ix['name']} on array column {cols}: it only serves equality "
+            "of whole arrays, not @>, && or ANY(); a GIN index serves those.",
+            {"index": defs[ix["oid"]], "array_columns": ix["array_cols"]},
+            f"CREATE INDEX CONCURRENTLY ON {ix['tbl']} USING gin ({cols});\n"
+            f"DROP INDEX CONCURRENTLY {ix['name']};",
+        )

@@ -73,6 +73,20 @@ _EXTENSIONS = text(
     " WHERE x.extname <> 'plpgsql' ORDER BY 1"
 )
 
+_RLS_TITLES = {
+    "policy_exists_rls_disabled": "policies exist but row-level security is disabled",
+    "rls_enabled_no_policy": "row-level security enabled without any policy",
+    "rls_not_forced": "row-level security not forced while a policy role owns the table",
+    "view_without_security_invoker": "view reading RLS tables with its owner's rights",
+    "matview_over_rls": "materialized view over RLS tables (every reader sees every row)",
+    "partition_missing_policy": "partition without its parent's RLS or policies",
+    "fk_without_tenant": "foreign key between tenant tables without the tenant column",
+    "unprotected_reference": "table without RLS referencing an RLS table",
+    "definer_function_reads_rls": "SECURITY DEFINER function the app role runs reads RLS tables",
+    "trigger_reads_under_rls": "invoker-rights trigger reading RLS tables",
+    "policy_per_row_call": "policy calls a function or subquery per row (plans; --plans)",
+}
+
 # check_rls kinds -> (doctor lint id, severity, pattern, fix template with {rel})
 _RLS_KINDS: dict[str, tuple[str, str, str, str]] = {
     "rls_disabled": (
@@ -103,7 +117,7 @@ _RLS_KINDS: dict[str, tuple[str, str, str, str]] = {
         "unprotected_reference", "warning", "pgpatterns.rls.TenantScoped",
         "-- make {rel} tenant-scoped (TenantScoped / secure_table), or declare it shared"),
     "definer_function_reads_rls": (
-        "definer_function_reads_rls", "warning", "pgpatterns.ddl.Function(security='invoker')",
+        "definer_function_reads_rls", "warning", "pgpatterns.ddl.Function (security_definer=False)",
         "-- make the function SECURITY INVOKER, or REVOKE EXECUTE ... FROM the app role"),
     "trigger_reads_under_rls": (
         "trigger_reads_under_rls", "warning", "pgpatterns.trees.tree_guard (definer trigger)",
@@ -157,8 +171,7 @@ for _kind, (_id, _severity, _pattern, _) in _RLS_KINDS.items():
     if _id in ("policy_per_row_call",) and _kind != "per_row_function":
         continue
     _kinds = tuple(k for k, v in _RLS_KINDS.items() if v[0] == _id)
-    lint(_id, _severity, f"row-level security: {_id.replace('_', ' ')} (check_rls)",
-         _pattern)(_from_check_rls(_id, _kinds))
+    lint(_id, _severity, _RLS_TITLES[_id], _pattern)(_from_check_rls(_id, _kinds))
 
 
 @lint("multiple_permissive_policies", "warning",
@@ -223,7 +236,7 @@ def _policy_columns(ctx: Context) -> Iterator[Finding]:
 
 @lint("definer_function_search_path", "error",
       "SECURITY DEFINER function without a pinned search_path",
-      "pgpatterns.ddl.Function(security='definer') (pins search_path)")
+      "pgpatterns.ddl.Function(security_definer=True, search_path=...)")
 def _definer(ctx: Context) -> Iterator[Finding]:
     for r in ctx.rows("definer", _DEFINER):
         yield ctx.finding(

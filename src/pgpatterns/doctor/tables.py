@@ -70,7 +70,7 @@ SEQUENCE_WARN = 0.75
 
 
 @lint("no_primary_key", "warning", "table without a primary key",
-      "pgpatterns.columns (identity primary keys)")
+      "pgpatterns.columns.IdentityPrimaryKey")
 def _no_pk(ctx: Context) -> Iterator[Finding]:
     for r in ctx.rows("no_pk", _NO_PK):
         yield ctx.finding(
@@ -122,7 +122,7 @@ def _trees(ctx: Context) -> Iterator[Finding]:
 
 
 @lint("sequence_near_overflow", "warning", "sequence (or the column it feeds) near its maximum",
-      "pgpatterns.columns (bigint identity keys)")
+      "pgpatterns.columns.IdentityPrimaryKey (bigint)")
 def _sequences(ctx: Context) -> Iterator[Finding]:
     for r in ctx.rows("sequences", _SEQUENCES):
         used = r["last_value"] / r["lim"]
