@@ -77,6 +77,11 @@ def _check_expression(tbl: Table, expr: ColumnElement[Any], owner: str, what: st
 
 
 def _check_ops(method: str, col_name: str, type_: Any, ops: str | None, owner: str) -> None:
+    if ops is not None and (not isinstance(ops, str) or not ops or "\x00" in ops):
+        raise IndexDefinitionError(
+            f"{owner}: ops={ops!r:.80} is not accepted: pass an operator class name (str) "
+            "such as 'gin_trgm_ops', or None for the default."
+        )
     fam = family(type_)
     if fam.startswith("other:"):
         return  # a type this table does not know (extension types): PostgreSQL decides

@@ -218,6 +218,11 @@ def brin_index(
             )
         with_["pages_per_range"] = pages_per_range
     if autosummarize is not None:
+        if not isinstance(autosummarize, bool):
+            raise IndexDefinitionError(
+                f"{owner}: autosummarize={autosummarize!r:.80} is not accepted: pass True, "
+                "False or None."
+            )
         with_["autosummarize"] = "on" if autosummarize else "off"
     idx_name = _name(tbl, name, f"{tbl.name}_{col.name}_brin", owner)
     kw: dict[str, Any] = {"postgresql_using": "brin"}
