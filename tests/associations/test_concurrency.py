@@ -30,10 +30,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
-from pgpatterns.associations import link, sync, unlink
+from pgpatterns.associations import link, sync, sync_async, unlink
 from pgpatterns.errors import LinkConcurrentUpdateError
+from pgpatterns.testing import Database
 from pgpatterns.testing.plugin import PgSchema
 
 THREADS = 8
@@ -64,9 +67,12 @@ def engine(pg_schema: PgSchema) -> Iterator[Engine]:
 OPS = {"link": link, "unlink": unlink, "sync": sync}
 
 
-def race(engine: Engine, level: str, plans: list[list[tuple[str, list[int]]]]) -> dict[str, Any]:
-    """Run each thread's plan (ops on post 1), retrying lost races; report what happened."""
-    bound = engine.execution_options(isolation_level=level)
+def race(engine: Engine, level: str | list[str],
+         plans: list[list[tuple[str, list[int]]]]) -> dict[str, Any]:
+    """Run each thread's plan (ops on post 1), retrying lost races; report what happened.
+
+    ``level`` is every thread's isolation level, or one per thread."""
+    levels = [level] * len(plans) if isinstance(level, str) else level
     barrier = threading.Barrier(len(plans))
     retries: list[int] = []
     errors: list[BaseException] = []
@@ -77,7 +83,7 @@ def race(engine: Engine, level: str, plans: list[list[tuple[str, list[int]]]]) -
                 if step == 0:
                     barrier.wait(10)
                 for _attempt in range(200):
-                    with Session(bound) as s:
+                    with Session(engine.execution_options(isolation_level=levels[n])) as s:
                         try:
                             s.scalars(select(posts_tags.c.tag_id)).all()  # an older snapshot
                             time.sleep(0.005)
@@ -144,3 +150,37 @@ def test_mixed_writes_match_the_committed_order(engine: Engine, level: str) -> N
     assert len(out["steps"]) == THREADS * 3
     assert out["final"] == replay(out["steps"])
     assert out["others"] == set()  # post 2 untouched
+
+
+async def test_async_lost_race_is_typed(engine: Engine, pg_schema: PgSchema,
+                                        pg_database: Database) -> None:
+    aengine = create_async_engine(
+        engine.url, poolclass=NullPool, isolation_level="REPEATABLE READ",
+        connect_args=pg_database.search_path_args(pg_schema.name))
+    try:
+        async with AsyncSession(aengine) as slow:
+            await slow.execute(select(posts_tags.c.tag_id))  # the snapshot starts here
+            with Session(engine) as fast:
+                sync(fast, 1, [1, 2], via=Post.tags)
+                fast.commit()
+            with pytest.raises(LinkConcurrentUpdateError, match="retryable"):
+                await sync_async(slow, 1, [3], via=Post.tags)
+            await slow.rollback()
+            assert (await sync_async(slow, 1, [3], via=Post.tags)).added == (3,)
+            await slow.commit()
+    finally:
+        await aengine.dispose()
+    with Session(engine) as s:
+        assert set(s.scalars(select(posts_tags.c.tag_id))) == {3}
+
+
+def test_mixed_isolation_levels(engine: Engine) -> None:
+    """A READ COMMITTED writer's change is seen by a REPEATABLE READ one's lost race too."""
+    rng = random.Random("levels")
+    levels = [LEVELS[n % 3] for n in range(THREADS)]
+    plans = [[(rng.choice(["link", "unlink", "sync"]),
+               sorted(rng.sample(range(1, TAGS + 1), rng.randint(0, 4)))) for _ in range(3)]
+             for _ in range(THREADS)]
+    out = race(engine, levels, plans)
+    assert len(out["steps"]) == THREADS * 3
+    assert out["final"] == replay(out["steps"])

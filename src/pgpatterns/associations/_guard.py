@@ -11,19 +11,34 @@ granted, so it sees every write of the calls that held the lock before it: write
 owner's links run one after the other, and the one that commits last wins exactly.
 
 At REPEATABLE READ and SERIALIZABLE the snapshot is the transaction's, taken at its first
-statement, so waiting for the lock cannot make it newer. There the write statement also
-updates the owner row in place (``UPDATE posts SET id = id WHERE id = :left``, a HOT no-op):
-two transactions writing one owner's links conflict like two updates of the row, and the later
-one fails with SQLSTATE 40001, raised as :class:`~pgpatterns.errors.LinkConcurrentUpdateError`
-(retryable: roll back, run the whole transaction again).
+statement, so waiting for the lock cannot make it newer. So the write statement also updates
+the owner row in place (``UPDATE posts SET id = id WHERE id = :left``, a HOT no-op): always
+above READ COMMITTED, and at every level when it changed a link. A transaction whose
+snapshot predates another's change of the same owner's links then conflicts with it like two
+updates of the row, whatever level the other ran at, and fails with SQLSTATE 40001, raised as
+:class:`~pgpatterns.errors.LinkConcurrentUpdateError` (retryable: roll back, run the whole
+transaction again).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Select, Text, bindparam, cast, func, literal, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from pgpatterns.associations._link import Link
@@ -61,16 +76,22 @@ def lock_stmt(link: Link) -> Select[Any]:
     return stmt
 
 
-def touch(link: Link, left: Any) -> Any:
-    """The CTE ``UPDATE owner SET key = key WHERE key = :left`` above READ COMMITTED.
+def touch(link: Link, left: Any, changes: Sequence[Any]) -> Any:
+    """The CTE ``UPDATE owner SET key = key WHERE key = :left AND (<above READ COMMITTED> OR
+    <a row changed>)``; ``changes`` are the statement's RETURNING CTEs.
 
-    Columns with a client-side ``onupdate`` are set to themselves, so the no-op stays one
-    (server-side UPDATE triggers of the owner table do fire).
+    A call that changed links leaves this trace at every level, and a call above READ
+    COMMITTED always tries to write it: a transaction whose snapshot predates another's
+    change then fails on the row (40001) instead of writing on a stale view. Columns with a
+    client-side ``onupdate`` are set to themselves, so the no-op stays one (server-side
+    UPDATE triggers of the owner table do fire).
     """
     owner, key = link.left_key.table, link.left_key
     same = {c: c for c in owner.columns if c is key or c.onupdate is not None}
     above_rc = func.current_setting("transaction_isolation") != "read committed"
-    return update(owner).values(same).where(key == left, above_rc).returning(key).cte("touched")
+    changed = [exists(select(literal(1)).select_from(cte)) for cte in changes]
+    return (update(owner).values(same).where(key == left, or_(above_rc, *changed))
+            .returning(key).cte("touched"))
 
 
 def concurrent_error(exc: DBAPIError, link: Link, mode: str) -> LinkConcurrentUpdateError | None:

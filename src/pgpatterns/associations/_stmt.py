@@ -71,7 +71,7 @@ def _build(link: Link, mode: str, attr_names: tuple[str, ...]) -> Select[Any]:
         gone = delete(table).where(lcol == left, rcol == any_(rights), *chosen).returning(rcol)
         gone_cte = gone.cte("removed")
         return select(literal(REMOVED).label("kind"), gone_cte.c[rcol.name].label("id")).add_cte(
-            touch(link, left))
+            touch(link, left, [gone_cte]))
     inp = select(func.unnest(rights, type_=rcol.type).label("id")).cte("input")
     missing = (
         select(inp.c.id)
@@ -116,7 +116,8 @@ def _build(link: Link, mode: str, attr_names: tuple[str, ...]) -> Select[Any]:
         parts.append(select(literal(REMOVED), removed.c[rcol.name]))
     elif mode != "link":
         raise AssociationError(f"mode must be 'link', 'unlink' or 'sync', not {mode!r}.")
-    return select(union_all(*parts).subquery()).add_cte(touch(link, left))
+    changes = [ins_cte, removed] if mode == "sync" else [ins_cte]
+    return select(union_all(*parts).subquery()).add_cte(touch(link, left, changes))
 
 
 def check_attrs(where: str, link: Link, attrs: Mapping[str, Any]) -> None:

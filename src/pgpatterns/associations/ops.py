@@ -15,11 +15,13 @@ What each action locks, and what a caller retries:
   (two concurrent ``sync`` calls leave one of the two sets, never their union). Nothing to
   retry.
 * REPEATABLE READ and SERIALIZABLE: the snapshot is the transaction's, possibly older than
-  another writer's commit, so the statement also updates the owner row in place
-  (``UPDATE posts SET id = id``, a no-op; the owner table's UPDATE triggers fire, and the
-  role needs UPDATE on it). A transaction that lost the race fails in the action with
-  :class:`~pgpatterns.errors.LinkConcurrentUpdateError` (``retryable = True``, the
-  database's 40001/40P01 as ``__cause__``): roll back and run the whole transaction again.
+  another writer's commit. So the statement also updates the owner row in place
+  (``UPDATE posts SET id = id``, a no-op): always above READ COMMITTED, and at every level
+  when a link changed (the owner table's UPDATE triggers fire then, and the role needs
+  UPDATE on it). A transaction that lost the race, whatever level the winner ran at, fails
+  in the action with :class:`~pgpatterns.errors.LinkConcurrentUpdateError`
+  (``retryable = True``, the database's 40001/40P01 as ``__cause__``): roll back and run
+  the whole transaction again.
 * Serialization is per owner *and side*: ``sync(s, tag, posts, via=Tag.posts)`` locks the
   tag, not the posts, so racing it against ``sync(s, post, ..., via=Post.tags)`` at READ
   COMMITTED is not serialized (use SERIALIZABLE, or write one side only). ORM writes
