@@ -73,7 +73,11 @@ APP_ROLE = "pgpatterns_citus_app"
 
 
 def _bindir_candidates() -> Iterator[Path]:
-    env = os.environ.get(_BINDIR_ENV) or os.environ.get("PGPATTERNS_PG_BINDIR")
+    explicit = os.environ.get(_BINDIR_ENV)
+    if explicit:  # only there: lets a user (or a test) pick, or rule out, an installation
+        yield Path(explicit)
+        return
+    env = os.environ.get("PGPATTERNS_PG_BINDIR")
     if env:
         yield Path(env)
     debian = Path("/usr/lib/postgresql")
