@@ -38,7 +38,7 @@ from pgpatterns.associations import (
     sync,
     unlink,
 )
-from pgpatterns.errors import AssociationError, UnknownLinkTargetError
+from pgpatterns.errors import AssociationError, LinkConcurrentUpdateError, UnknownLinkTargetError
 from pgpatterns.rls import TenantScoped, tenant_context
 from pgpatterns.rls.tenant import tenant_of
 from pgpatterns.testing import Database
@@ -287,3 +287,20 @@ def test_two_tenants_each_see_their_own_model(world: World, ops: list[Any]) -> N
                     seen = conn.execute(select(world.post_tags.c.post_id,
                                                world.post_tags.c.tag_id))
                     assert {(p, t) for p, t in seen} == model[viewer]
+
+
+def test_a_lost_race_as_the_app_role(world: World) -> None:
+    """The owner-row touch works under RLS for the app role (it needs UPDATE on posts)."""
+    Post = world.post
+    rr = world.app.execution_options(isolation_level="REPEATABLE READ")
+    with Session(rr) as slow:
+        slow.begin()
+        tenant_context(slow, 1)
+        slow.execute(select(world.post_tags.c.tag_id)).all()  # the snapshot starts here
+        with Session(world.app) as fast, fast.begin():
+            tenant_context(fast, 1)
+            assert sync(fast, 1, [3], via=Post.tags).added == (3,)
+        with pytest.raises(LinkConcurrentUpdateError):
+            sync(slow, 1, [1], via=Post.tags)
+        slow.rollback()
+    assert all_pairs(world) == {(1, 3), (3, 4), (3, 5)}
