@@ -100,6 +100,10 @@ CREATE TABLE {s}.rlsp_1 PARTITION OF {s}.rlsp FOR VALUES IN (1);
 CREATE TABLE {s}.rlsp_2 PARTITION OF {s}.rlsp FOR VALUES IN (2);
 ALTER TABLE {s}.rlsp ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY t ON {s}.rlsp TO {r} USING (tenant_id = current_setting('app.tenant')::int);
+CREATE TABLE {s}.trg (id int PRIMARY KEY);
+CREATE FUNCTION {s}.trg_check() RETURNS trigger LANGUAGE plpgsql AS
+  'BEGIN PERFORM 1 FROM {s}.base; RETURN NEW; END';
+CREATE TRIGGER trg_check BEFORE INSERT ON {s}.trg FOR EACH ROW EXECUTE FUNCTION {s}.trg_check();
 CREATE EXTENSION seg SCHEMA {s};
 GRANT CREATE ON SCHEMA {s} TO PUBLIC;
 """
@@ -117,6 +121,7 @@ def expected(s: str) -> set[tuple[str, str]]:
         ("sequence_near_overflow", f"{s}.seq2_id_seq"),
         ("partition_missing_policy", f"{s}.rlsp_1"), ("partition_missing_policy", f"{s}.rlsp_2"),
         ("extension_in_public", "extension seg"),
+        ("trigger_reads_under_rls", f"{s}.trg"),
     }
     for i in (1, 2):
         pairs |= {
