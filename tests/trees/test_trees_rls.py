@@ -131,6 +131,10 @@ def test_the_guard_function_is_definer_pinned_and_not_callable(
     name, definer, config = row
     assert definer is True
     assert "search_path=pg_catalog, pg_temp" in config
+    assert "enable_seqscan=off" in config
+    function, trigger = tree_guard(w.model)
+    with w.owner.connect() as conn:  # migrations see the declared function as in sync
+        assert function.reflect_diff(conn) == [] and trigger.reflect_diff(conn) == []
     with w.app.connect() as conn, pytest.raises(DBAPIError, match="only be called as trigger"):
         conn.execute(text(f"SELECT {name.split('(')[0]}()"))
 
