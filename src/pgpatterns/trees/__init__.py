@@ -26,7 +26,10 @@ Examples:
 Warning:
     Needs PostgreSQL 11+ (14+ for ``SEARCH``/``CYCLE``, used by :func:`descendants` only
     for depth-first order with ``TreeOptions.order_by``). See :mod:`pgpatterns.trees.guard`
-    for what the trigger locks and :mod:`pgpatterns.trees.query` for planner notes.
+    for what the trigger locks and why it is ``SECURITY DEFINER``,
+    :mod:`pgpatterns.trees.moving` for when to retry
+    (:class:`~pgpatterns.errors.TreeConcurrentUpdateError`) and :mod:`pgpatterns.trees.query`
+    for planner notes.
 """
 
 from __future__ import annotations
