@@ -23,10 +23,15 @@ from pgpatterns.cli import main
 STARTUP = 120.0  # generous: the first start prepares the cached cluster; timing is not tested
 
 
-def _serve(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def _ignore_sigint() -> None:  # what a shell does to a job it starts in the background
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _serve(*args: str, background: bool = False) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pgpatterns", "serve", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ignore_sigint if background else None,
     )
     out: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [out.put(line) for line in proc.stdout or ()],
@@ -64,7 +69,13 @@ def _state(pid: int) -> str:
 
 def _stop(proc: subprocess.Popen[str], sig: signal.Signals, pid: int) -> None:
     proc.send_signal(sig)
-    assert proc.wait(timeout=60) == 0
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        pytest.fail(f"serve ignored {sig.name}")
+    assert code == 0
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -81,9 +92,12 @@ def _query(url: str, sql: str) -> object:
         engine.dispose()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_serve_prints_urls_that_answer_and_stops_cleanly(sig: signal.Signals) -> None:
-    proc, lines = _serve()
+@pytest.mark.parametrize(("sig", "background"), [
+    (signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True),
+], ids=["SIGINT", "SIGTERM", "SIGINT-background-job"])
+def test_serve_prints_urls_that_answer_and_stops_cleanly(sig: signal.Signals,
+                                                          background: bool) -> None:
+    proc, lines = _serve(background=background)
     pid = int(lines["pid"].split()[0])
     socket_dir = Path(lines["socket"].split("host=")[1].split("&")[0].replace("%2F", "/"))
     try:

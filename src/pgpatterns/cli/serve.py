@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.port is not None and not 0 < args.port < 65536:
         raise CliError(f"--port {args.port}: give a TCP port between 1 and 65535.")
-    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a shell starting us in the background leaves it ignored, not KeyboardInterrupt.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, _raise_stop) for s in stops}
     began = time.monotonic()
     served = None
     try:
@@ -69,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
         # Stopping must not be cut short by a second signal.
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if served is not None:
             served.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
