@@ -135,6 +135,14 @@ def test_the_guard_function_is_definer_pinned_and_not_callable(
     function, trigger = tree_guard(w.model)
     with w.owner.connect() as conn:  # migrations see the declared function as in sync
         assert function.reflect_diff(conn) == [] and trigger.reflect_diff(conn) == []
+    settings = text("SELECT current_setting('search_path'), current_setting('enable_seqscan')")
+    with w.app.connect() as conn, conn.begin():  # the guard's settings end with the call
+        tenant_context(conn, 1)
+        before = conn.execute(settings).one()
+        conn.execute(insert(w.table).values(name="kid", parent_id=w.ids["a1"]))
+        assert conn.execute(settings).one() == before
+        assert before[1] == "on"
+        conn.rollback()
     with w.app.connect() as conn, pytest.raises(DBAPIError, match="only be called as trigger"):
         conn.execute(text(f"SELECT {name.split('(')[0]}()"))
 
