@@ -87,9 +87,8 @@ def key_value(where: str, name: str, value: object, type_: sqltypes.TypeEngine[A
         if isinstance(value, str) and "\x00" not in value:
             return value
         raise _fail(where, name, value, "pass a str without NUL characters")
-    if isinstance(type_, sqltypes.Numeric) and isinstance(value, float) and not math.isfinite(
-        value
-    ):
+    numeric = isinstance(type_, (sqltypes.Numeric, sqltypes.Float))
+    if numeric and isinstance(value, float) and not math.isfinite(value):
         raise _fail(where, name, value, "pass a finite number")
     if isinstance(type_, sqltypes.Date) and isinstance(value, dt.datetime):
         raise _fail(where, name, value, "pass a datetime.date, not a datetime")
