@@ -72,9 +72,10 @@ def build(**change: Any) -> tuple[MetaData, dict[str, Any]]:
         "touch",
         returns="trigger",
         language="plpgsql",
-        body="BEGIN NEW.updated_at := now(); RETURN NEW; END"
+        body="BEGIN\n  NEW.updated_at := now();\n  RETURN NEW;\nEND"
         if not change.get("function_body")
-        else "BEGIN NEW.updated_at := now() - interval '1 second'; RETURN NEW; END",
+        else "BEGIN\n  -- 100% sure: a second earlier\n"
+        "  NEW.updated_at := now() - interval '1 second';\n  RETURN NEW;\nEND",
     )
     cheap = View(
         "cheap",

@@ -170,7 +170,7 @@ def test_replacing_a_function_replaces_its_trigger_around_it(synced: Any) -> Non
     assert [c.label for c in creates] == ["function touch", "trigger items_touch on items"]
     for op in [*drops, *creates]:
         for statement in op.sql:
-            conn.exec_driver_sql(statement)
+            conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
     assert diff(conn, changed) == []
 
 

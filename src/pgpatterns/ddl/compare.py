@@ -90,8 +90,8 @@ def compare(conn: Connection, target: MetaData | Iterable[SchemaObject]) -> list
 def _declared(conn: Connection, obj: SchemaObject, lines: list[str]) -> Finding:
     """The finding for a declared object that differs (or is missing)."""
     kind, label = obj.kind, obj.describe()
-    create = obj.sql().split(";\n")
-    undo = [] if obj.keep_on_drop else obj.sql(drop=True).split(";\n")
+    create = statements(obj)
+    undo = [] if obj.keep_on_drop else statements(obj, drop=True)
     if isinstance(obj, (RowLevelSecurity, Extension)) or hasattr(obj, "set_sql"):
         # an ALTER of flags (restore puts the old ones back) / an extension: never dropped
         restore = [] if isinstance(obj, Extension) else current_sql(conn, obj)
@@ -107,8 +107,16 @@ def _declared(conn: Connection, obj: SchemaObject, lines: list[str]) -> Finding:
         return Finding("create", kind, label, lines, create=create, undo=undo, obj=obj)
     if isinstance(obj, ViewBase):  # a replace keeps the grants
         create += relation_grants(conn, obj.name, obj.schema)
-    drop = obj.sql(drop=True).split(";\n")
+    drop = statements(obj, drop=True)
     return Finding("replace", kind, label, lines, drop, current, create, drop, obj=obj)
+
+
+def statements(obj: SchemaObject, *, drop: bool = False) -> list[str]:
+    """``obj``'s CREATE (or DROP) statements, one string each (never split on ``;``: a
+    function body holds semicolons)."""
+    dialect = pg_dialect()
+    elements = obj.drop_ddl() if drop else obj.create_ddl()
+    return [str(e.compile(dialect=dialect)).strip() for e in elements]
 
 
 def current_sql(conn: Connection, obj: SchemaObject) -> list[str]:
@@ -137,7 +145,7 @@ def _partition(conn: Connection, part: Partition, lines: list[str]) -> Finding:
     label = part.describe()
     row = part._catalog(conn)
     if row is None:
-        create, undo = part.sql().split(";\n"), part.sql(drop=True).split(";\n")
+        create, undo = statements(part), statements(part, drop=True)
         return Finding("create", part.kind, label, lines, create=create, undo=undo, obj=part)
     parent = qualified_text(part.parent_table.name, part.parent_table.schema)
     name = qualified_text(part.name, part.schema)
@@ -204,8 +212,8 @@ def _dependents(conn: Connection, objects: list[SchemaObject], found: dict[int, 
             if dep is None or int(oid) == int(ref) or id(dep) in found:
                 continue
             current = current_sql(conn, dep)
-            drop = dep.sql(drop=True).split(";\n")
-            create = dep.sql().split(";\n")
+            drop = statements(dep, drop=True)
+            create = statements(dep)
             if isinstance(dep, ViewBase):
                 create += relation_grants(conn, dep.name, dep.schema)
             found[id(dep)] = Finding(
