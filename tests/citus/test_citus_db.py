@@ -215,11 +215,25 @@ async def test_tenant_context_async_reaches_the_workers(world: World) -> None:
         world.schema.cluster.app_url, poolclass=NullPool,
         connect_args={"options": f"-c search_path={world.schema.name},public"},
     )
+    class Routed(Session):
+        pass
+
+    route_by_tenant(Routed)
+    sent: list[str] = []
+    from sqlalchemy import event
+
+    event.listen(engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *args: sent.append(statement))
     try:
-        async with AsyncSession(engine) as session, session.begin():
+        async with AsyncSession(engine, sync_session_class=Routed) as session, session.begin():
             await tenant_context_async(session, 4)
-            rows = (await session.scalars(select(Task))).all()
-            assert len(rows) == 20 and {t.tenant_id for t in rows} == {4}
+            stmt = select(Task).where(Task.project_id == 401)
+            rows = (await session.scalars(stmt)).all()
+            assert len(rows) == 4 and {t.tenant_id for t in rows} == {4}
+            plan = await session.run_sync(lambda s: explain(s, tenant_filtered(stmt, 4)))
+            assert is_router(plan)
+        # what route_by_tenant sent: the statement with the tenant filter
+        assert any("tasks.project_id = " in q and "tasks.tenant_id = " in q for q in sent), sent
     finally:
         await engine.dispose()
 
