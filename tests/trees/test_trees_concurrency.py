@@ -8,6 +8,7 @@ node reachable from a root.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -15,10 +16,14 @@ import time
 import pytest
 from _tree_models import Category, tree_engine
 from sqlalchemy import Engine, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from pgpatterns.errors import ConcurrentUpdateError, TreeConcurrentUpdateError, TreeCycleError
-from pgpatterns.trees import bulk_load, find_problems, move, tree_errors
+from pgpatterns.testing import Database
+from pgpatterns.testing.plugin import PgSchema
+from pgpatterns.trees import bulk_load, find_problems, move, move_async, tree_errors
 
 __all__ = ["tree_engine"]
 
@@ -120,3 +125,31 @@ def test_a_stale_snapshot_cannot_commit_a_cycle(tree_engine: Engine) -> None:
         parents = dict(s.execute(select(Category.id, Category.parent_id)).all())
         assert find_problems(s, Category) == []
     assert parents == {ids[0]: ids[1], ids[1]: None}
+
+
+async def test_a_stale_snapshot_fails_the_same_way_async(
+    tree_engine: Engine, pg_database: Database, pg_schema: PgSchema
+) -> None:
+    with Session(tree_engine) as s:
+        a, b = Category(name="a"), Category(name="b")
+        s.add_all([a, b])
+        s.commit()
+        ids = a.id, b.id
+    engine = create_async_engine(
+        pg_database.url, poolclass=NullPool, isolation_level="REPEATABLE READ",
+        connect_args=pg_database.search_path_args(pg_schema.name),
+    )
+    try:
+        with tree_engine.connect() as t1:
+            t1.execute(update(Category).where(Category.id == ids[0]).values(parent_id=ids[1]))
+            async with AsyncSession(engine) as s2:
+                node = await s2.get(Category, ids[1])  # the snapshot: a is still a root
+                task = asyncio.create_task(move_async(s2, node, ids[0]))
+                await asyncio.sleep(0.5)  # the task now waits for the tree lock
+                t1.commit()
+                with pytest.raises(TreeConcurrentUpdateError):
+                    await asyncio.wait_for(task, 30)
+    finally:
+        await engine.dispose()
+    with Session(tree_engine) as s:
+        assert find_problems(s, Category) == []
