@@ -68,3 +68,16 @@ def test_text_sarif_and_baseline() -> None:
     assert result["level"] == "warning" and result["ruleId"] == "no_primary_key"
     assert without_baseline([f], {"no_primary_key:app.notes"}) == []
     assert at_least([f], "error") == [] and at_least([f], "info") == [f]
+
+
+def test_autocommit_connection_and_app_role(pg_schema: PgSchema) -> None:
+    s = pg_schema.name
+    with pg_schema.engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {s}.lonely (x int)"))
+    want = [("no_primary_key", f"{s}.lonely")]
+    with pg_schema.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        before = conn.execute(text("SHOW search_path")).scalar()
+        assert [(f.id, f.object) for f in doctor(conn, schemas=[s])] == want
+        assert conn.execute(text("SHOW search_path")).scalar() == before
+    with pg_schema.app_engine.connect() as conn:  # catalogs only: no privilege needed
+        assert [(f.id, f.object) for f in doctor(conn, schemas=[s])] == want

@@ -49,7 +49,8 @@ _USER_SCHEMAS = text(
     " ORDER BY 1"
 )
 
-_NO_SEARCH_PATH = text("SELECT set_config('search_path', '', true)")
+_SHOW_SEARCH_PATH = text("SELECT current_setting('search_path')")
+_SET_SEARCH_PATH = text("SELECT set_config('search_path', :path, :local)")
 
 
 def user_schemas(conn: Connection) -> list[str]:
@@ -100,14 +101,22 @@ def doctor(
         )
     ctx = Context(conn, list(schemas) if schemas is not None else user_schemas(conn),
                   plans=plans, role=role)
-    savepoint = conn.begin_nested()
-    try:
-        # Names printed schema-qualified whatever the caller's search_path (stable
-        # fingerprints); undone with the savepoint, so the caller's session is unchanged.
-        conn.execute(_NO_SEARCH_PATH)
-        findings = [f for spec in chosen for f in spec.run(ctx)]
-    finally:
-        savepoint.rollback()
+    # Names are printed schema-qualified whatever the caller's search_path (stable
+    # fingerprints); the caller's setting is restored afterwards.
+    if getattr(conn.connection.dbapi_connection, "autocommit", False):  # no transaction
+        saved = conn.execute(_SHOW_SEARCH_PATH).scalar_one()
+        conn.execute(_SET_SEARCH_PATH, {"path": "", "local": False})
+        try:
+            findings = [f for spec in chosen for f in spec.run(ctx)]
+        finally:
+            conn.execute(_SET_SEARCH_PATH, {"path": saved, "local": False})
+    else:
+        savepoint = conn.begin_nested()
+        try:
+            conn.execute(_SET_SEARCH_PATH, {"path": "", "local": True})
+            findings = [f for spec in chosen for f in spec.run(ctx)]
+        finally:
+            savepoint.rollback()
     rank = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     return sorted(findings, key=lambda f: (rank[f.severity], f.id, f.object))
 
