@@ -43,8 +43,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from pgpatterns.citus.ddl import DistributedTable, ReferenceTable
-from pgpatterns.ddl import CompositeForeignKey, Policy, SchemaObject, attach, attached
-from pgpatterns.ddl.base import short_name
+from pgpatterns.ddl import (
+    CompositeForeignKey,
+    Partition,
+    Policy,
+    SchemaObject,
+    attach,
+    attached,
+)
+from pgpatterns.ddl.base import OWNER_KEY, short_name
 from pgpatterns.errors import CitusDistributionError
 from pgpatterns.rls import tenant_of
 
@@ -63,6 +70,21 @@ def distribution_of(table: Table) -> DistributedTable | ReferenceTable | None:
     """
     found = table.info.get(_KEY)
     return found if isinstance(found, (DistributedTable, ReferenceTable)) else None
+
+
+def _distribution_for(
+    table: Table, dist: dict[Table, DistributedTable | ReferenceTable]
+) -> DistributedTable | ReferenceTable | None:
+    """The distribution of ``table``, or of the table it is a partition of."""
+    seen = 0
+    while seen < 16:  # sub-partitions nest a few levels at most
+        if table in dist:
+            return dist[table]
+        owner = table.info.get(OWNER_KEY)
+        if not isinstance(owner, Partition):
+            return None
+        table, seen = owner.parent_table, seen + 1
+    return None
 
 
 def _never(*args: Any, **kw: Any) -> bool:
@@ -185,10 +207,15 @@ def distribute(
     }
     new_fks = _foreign_keys(scope, local_tables, dist, composites)
     # everything attached to a distributed/reference table comes after its distribution
+    # everything on a distributed/reference table (or on a partition of one) comes after
+    # its distribution; partitions themselves come after it too (Citus distributes them)
     for obj in [*objects, *new_fks]:
         tables_of = [getattr(obj, "table", None), getattr(obj, "referred", None)]
-        deps = [dist[t] for t in tables_of if isinstance(t, Table) and t in dist]
-        if isinstance(obj, Policy) and obj.table in dist:
+        if isinstance(obj, Partition):
+            tables_of.append(obj.parent_table)
+        found = [_distribution_for(t, dist) for t in tables_of if isinstance(t, Table)]
+        deps = [d for d in found if d is not None]
+        if isinstance(obj, Policy) and _distribution_for(obj.table, dist) is not None:
             where = f"policy {obj.name} on {obj.table.name}"
             if obj.using is not None:
                 obj.using = citus_policy_expression(obj.using, where=where)
