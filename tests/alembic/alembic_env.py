@@ -18,6 +18,7 @@ config = context.config
 context.configure(
     connection=config.attributes["connection"],
     target_metadata=config.attributes["metadata"],
+    **config.attributes.get("configure", {}),
 )
 with context.begin_transaction():
     context.run_migrations()

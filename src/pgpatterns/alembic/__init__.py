@@ -13,7 +13,9 @@ Examples:
 What is compared is what :func:`pgpatterns.ddl.diff` reports (one implementation,
 :func:`pgpatterns.ddl.compare.compare`): every part of a definition that changes behaviour,
 and policies, triggers, views and functions on the MetaData's tables and in its schemas that
-it does not declare (they are dropped, with a downgrade that re-creates them). Replacing an
+it does not declare (they are dropped, with a downgrade that re-creates them; pass
+``pgpatterns_undeclared="report"`` to ``context.configure`` to leave them in place when
+another tool manages some of them). Replacing an
 object first drops the declared objects that depend on it in ``pg_depend`` (a view on a view,
 a trigger or policy on a function) and creates them again after it. Partitions are detached
 and attached, never dropped to change a bound.

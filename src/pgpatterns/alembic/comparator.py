@@ -36,10 +36,13 @@ __all__ = ["compare_schema_objects", "operations_for"]
 def compare_schema_objects(autogen_context: Any, upgrade_ops: ops.UpgradeOps, *_: Any) -> None:
     """Alembic comparator (``schema`` level) for every MetaData in the context.
 
-    ``context.configure(..., pgpatterns=False)`` turns it off for one run.
+    ``context.configure(..., pgpatterns=False)`` turns it off for one run;
+    ``pgpatterns_undeclared="report"`` leaves objects nothing declares in place (``diff``
+    still reports them) instead of dropping them, for schemas another tool also manages.
     """
     if autogen_context.opts.get("pgpatterns", True) is False:
         return
+    keep_undeclared = autogen_context.opts.get("pgpatterns_undeclared", "drop") == "report"
     conn: Connection = autogen_context.connection
     metadata = autogen_context.metadata
     metadatas: list[MetaData] = (
@@ -52,7 +55,10 @@ def compare_schema_objects(autogen_context: Any, upgrade_ops: ops.UpgradeOps, *_
     creates: list[SchemaObjectOp] = []
     for md in metadatas:
         findings = [
-            f for f in compare(conn, md) if f.index is None or f.index not in alembic_indexes
+            f
+            for f in compare(conn, md)
+            if (f.index is None or f.index not in alembic_indexes)
+            and not (keep_undeclared and f.obj is None and f.index is None)
         ]
         first, down, up = operations_for(findings)
         front += first
