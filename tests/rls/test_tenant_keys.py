@@ -296,3 +296,27 @@ def test_check_rls_accepts_the_per_tenant_matview_and_flags_its_leaks(
     with pg_schema.engine.connect() as conn:
         kinds = {(f.kind, f.relation.rsplit(".", 1)[-1]) for f in check_rls(conn)}
     assert kinds == {("matview_over_rls", "doc_counts_mv")}
+
+
+def test_set_null_parents_keep_their_tenant(pg_schema: PgSchema, pg_database: Database) -> None:
+    from pgpatterns.ddl import attach as attach_
+    from pgpatterns.trees import AdjacencyListMixin, TreeOptions, tree_guard
+
+    class Base(DeclarativeBase):
+        metadata = MetaData()
+
+    class Dir(TenantScoped, AdjacencyListMixin, Base):
+        __tablename__ = "dirs_sn"
+        __tenant_roles__ = (pg_database.app_role,)
+        __tree__ = TreeOptions(scope="tenant_id", on_delete="set null")
+        id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+    attach_(Base.metadata, *tree_guard(Dir))
+    with pg_schema.engine.begin() as conn:
+        Base.metadata.create_all(conn)
+    with pg_schema.app_engine.connect() as conn, conn.begin():
+        tenant_context(conn, 1)
+        conn.execute(insert(Dir.__table__), [{"id": 1, "parent_id": None},
+                                             {"id": 2, "parent_id": 1}])
+        conn.execute(text("DELETE FROM dirs_sn WHERE id = 1"))
+        assert conn.execute(text("SELECT tenant_id, parent_id FROM dirs_sn")).all() == [(1, None)]

@@ -273,9 +273,12 @@ def _tenant_foreign_keys(metadata: MetaData) -> list[SchemaObject]:
                     "primary key, or add tenant_unique(...) for that column."
                 )
             name = short_name(table.name, fk.parent.name, suffix="_tenant_fkey")
+            # CASCADE / RESTRICT carry over; SET NULL / SET DEFAULT would also reset
+            # tenant_id, so the plain key does that and this one only checks (NO ACTION)
+            action = fk.ondelete if (fk.ondelete or "").upper() in ("CASCADE", "RESTRICT") else None
             made.append(CompositeForeignKey(
                 name, table, [child.column.name, fk.parent.name], target.table,
-                [parent.column.name, target.name], ondelete=fk.ondelete,
+                [parent.column.name, target.name], ondelete=action,
             ))
             done.add((table.name, fk.parent.name))
     return made
