@@ -8,11 +8,12 @@ import pytest
 from assoc_models import Base, Post, Statements, Tag, posts_tags
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, MetaData, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pgpatterns.associations import (
+    association_table,
     having_all,
     having_any,
     having_none,
@@ -23,7 +24,7 @@ from pgpatterns.associations import (
     top_related,
     unlink,
 )
-from pgpatterns.errors import ArgumentError, PatternError
+from pgpatterns.errors import ArgumentError, DDLNameLengthError, PatternError
 
 
 @pytest.fixture
@@ -122,3 +123,27 @@ def test_any_argument_gives_a_result_or_a_pattern_error(
                 assert session.scalar(select(func.count()).select_from(posts_tags)) == before
     finally:
         savepoint.rollback()
+
+
+def test_association_table_arguments() -> None:
+    class B(DeclarativeBase):
+        metadata = MetaData()
+
+    class Left(B):
+        __tablename__ = "l" * 40
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Right(B):
+        __tablename__ = "r" * 40
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    for bad in ({"left_column": -7.2e34}, {"name": ""}, {"ondelete": 1}, {"metadata": "md"},
+                {"tenant": "yes"}, {"extra_columns": None}, {"key_columns": "k"}):
+        with pytest.raises(ArgumentError, match=rf"association_table\(\): {next(iter(bad))}="):
+            association_table(Left, Right, **bad)
+    with pytest.raises(DDLNameLengthError):
+        association_table(Left, Right, name="x" * 64)
+    assert list(B.metadata.tables) == ["l" * 40, "r" * 40]  # nothing was added
+    table = association_table(Left, Right)  # generated names are shortened, never truncated
+    names = [table.name, *(c.name for c in table.columns), *(i.name for i in table.indexes)]
+    assert all(len(str(n).encode()) <= 63 for n in names)

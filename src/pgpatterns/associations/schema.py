@@ -9,14 +9,15 @@ from sqlalchemy import Column, ForeignKey, Index, MetaData, PrimaryKeyConstraint
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, backref, relationship
 
+from pgpatterns._args import collection
 from pgpatterns.associations._link import snake
-from pgpatterns.errors import AssociationError
+from pgpatterns.ddl.base import check_name_length, short_name
+from pgpatterns.errors import ArgumentError, AssociationError
 from pgpatterns.rls.tenant import TenantInfo, secure_table, tenant_column, tenant_of
 
 __all__ = ["association_table", "cascades", "check_free", "many_to_many"]
 
 _ONDELETE = {"CASCADE", "RESTRICT", "NO ACTION"}
-_MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 def _table_of(side: object, role: str) -> tuple[Table, Mapper[Any] | None]:
@@ -105,7 +106,15 @@ def association_table(
             an extra column is a key or collides, ``ondelete`` is not allowed, the name is
             taken or too long, or the two sides are tenant-scoped differently (another
             tenant column, type or setting).
+        ArgumentError: An argument of the wrong type (a name that is not a non-empty str, a
+            ``metadata`` that is not a MetaData ...).
+        DDLNameLengthError: A given table or column name is over PostgreSQL's 63 bytes
+            (generated names are shortened with a hash instead).
     """
+    _check_args(name=name, left_column=left_column, right_column=right_column,
+                ondelete=ondelete, metadata=metadata, tenant=tenant)
+    extra_columns = collection("association_table", "extra_columns", extra_columns)
+    key_columns = collection("association_table", "key_columns", key_columns)
     left_table, left_mapper = _table_of(left, "left")
     right_table, right_mapper = _table_of(right, "right")
     left_pk, right_pk = _single_key(left_table), _single_key(right_table)
@@ -128,13 +137,13 @@ def association_table(
             "primary key, so SET NULL/SET DEFAULT cannot work. Use 'CASCADE' (default), "
             "'RESTRICT', 'NO ACTION' or None."
         )
-    name = name or f"{left_table.name}_{right_table.name}"
-    index_name = f"{name}_{rname}_{lname}_idx"
-    if len(index_name) > _MAX_NAME:
-        raise AssociationError(
-            f"the reverse index name {index_name!r} is longer than PostgreSQL's 63 "
-            "characters. Pass a shorter name= (or shorter column names)."
-        )
+    for what, given in (("left_column", left_column), ("right_column", right_column),
+                        ("name", name)):
+        if given is not None:
+            check_name_length(f"association_table(): {what}", given)
+    name = name or short_name(left_table.name, right_table.name)
+    lname, rname = short_name(lname), short_name(rname)
+    index_name = short_name(name, rname, lname, suffix="_idx")
     metadata = metadata if metadata is not None else left_table.metadata
     schema = left_table.schema
     key = f"{schema}.{name}" if schema else name
@@ -158,8 +167,8 @@ def association_table(
                 "are new, non-primary-key Column objects not named "
                 f"{', '.join(map(repr, taken))}."
             )
-    keys = list(key_columns) if not isinstance(key_columns, str) else [key_columns]
-    unknown = [k for k in keys if k not in {c.name for c in extras}]
+    keys = list(key_columns)
+    unknown = [k for k in keys if not isinstance(k, str) or k not in {c.name for c in extras}]
     if unknown or len(set(keys)) != len(keys):
         raise AssociationError(
             f"key_columns={keys!r} of link table {name!r} must name extra columns, each once "
@@ -183,6 +192,25 @@ def association_table(
     if scope is not None:
         secure_table(table, roles=scope.roles, setting=scope.setting, column=scope.column.name)
     return table
+
+
+def _check_args(**given: Any) -> None:
+    """Refuse, before anything else, arguments of the wrong type."""
+    for key in ("name", "left_column", "right_column", "ondelete"):
+        value = given[key]
+        if value is not None and (not isinstance(value, str) or not value or "\x00" in value):
+            raise ArgumentError(
+                f"association_table(): {key}={value!r} is not accepted: pass a non-empty str "
+                "without NUL characters, or None for the default.", argument=key, given=value)
+    if given["metadata"] is not None and not isinstance(given["metadata"], MetaData):
+        raise ArgumentError(
+            f"association_table(): metadata={given['metadata']!r} is not accepted: pass a "
+            "sqlalchemy MetaData, or None for the left table's.", argument="metadata",
+            given=given["metadata"])
+    if given["tenant"] is not None and not isinstance(given["tenant"], bool):
+        raise ArgumentError(
+            f"association_table(): tenant={given['tenant']!r} is not accepted: pass True, "
+            "False or None.", argument="tenant", given=given["tenant"])
 
 
 def _tenant_scope(left: Table, right: Table, wanted: bool | None,
