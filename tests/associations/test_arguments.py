@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pgpatterns.associations import (
+    association_object,
     association_table,
     having_all,
     having_any,
     having_none,
     link,
     link_stmt,
+    many_to_many,
     sync,
     sync_async,
     top_related,
@@ -147,3 +149,28 @@ def test_association_table_arguments() -> None:
     table = association_table(Left, Right)  # generated names are shortened, never truncated
     names = [table.name, *(c.name for c in table.columns), *(i.name for i in table.indexes)]
     assert all(len(str(n).encode()) <= 63 for n in names)
+
+
+def test_declaration_arguments_leave_the_classes_untouched() -> None:
+    class B(DeclarativeBase):
+        metadata = MetaData()
+
+    class Left(B):
+        __tablename__ = "decl_l"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Right(B):
+        __tablename__ = "decl_r"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    for kw in ({"attr": 5}, {"attr": "x y"}, {"attr": "rs", "back": None, "right": 3}):
+        kw = {"right": Right, **kw}
+        with pytest.raises(ArgumentError):
+            many_to_many(Left, kw.pop("right"), **kw)
+    for kw in ({"name": 7}, {"name": "L", "links": "ab"}, {"name": "L", "left_attr": "a b"},
+               {"name": "L", "base": object}):
+        kw = {"base": B, **kw}
+        with pytest.raises(ArgumentError):
+            association_object(kw.pop("base"), Left, Right, **kw)
+    assert list(B.metadata.tables) == ["decl_l", "decl_r"]
+    assert set(Left.__mapper__.attrs.keys()) == {"id"}

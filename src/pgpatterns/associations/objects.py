@@ -6,14 +6,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column
+from sqlalchemy import Column, MetaData
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.associationproxy import association_proxy
 from sqlalchemy.orm import backref, relationship
 
 from pgpatterns.associations._link import plural, snake
 from pgpatterns.associations.schema import association_table, check_free
-from pgpatterns.errors import AssociationError
+from pgpatterns.errors import ArgumentError, AssociationError
 from pgpatterns.rls.tenant import tenant_of
 
 __all__ = ["WithAttrs", "association_object", "with_attrs"]
@@ -112,6 +112,21 @@ def association_object(
             sides would get the same name, or :func:`association_table` refused; raised
             before anything is changed (classes, MetaData and ``base``'s registry).
     """
+    for what, given in (("name", name), ("left_attr", left_attr), ("right_attr", right_attr)):
+        if given is not None and (not isinstance(given, str) or not given.isidentifier()):
+            raise ArgumentError(
+                f"association_object(): {what}={given!r} is not accepted: pass a Python "
+                "identifier (str).", argument=what, given=given)
+    for what, pair in (("links", links), ("proxies", proxies)):
+        if pair is not None and (not isinstance(pair, tuple) or len(pair) != 2):
+            raise ArgumentError(
+                f"association_object(): {what}={pair!r} is not accepted: pass a tuple of two "
+                "names (left side's, right side's).", argument=what, given=pair)
+    if not isinstance(getattr(base, "metadata", None), MetaData):
+        raise ArgumentError(
+            f"association_object(): base={base!r} is not accepted: pass your declarative "
+            "base class.", argument="base", given=base)
+    check_free([(left, None), (right, None)])
     left_attr = left_attr or snake(left.__name__)
     right_attr = right_attr or snake(right.__name__)
     if left_attr == right_attr:

@@ -350,8 +350,16 @@ def check_free(wanted: list[tuple[type[Any], str | None]]) -> None:
     """Refuse, before anything is changed, a name a class has or that is wanted twice."""
     seen: set[tuple[int, str]] = set()
     for cls, key in wanted:
+        if not isinstance(cls, type) or not isinstance(sa_inspect(cls, raiseerr=False), Mapper):
+            raise ArgumentError(
+                f"{cls!r} is not a mapped class: pass the classes to link (Post, Tag).",
+                argument="left", given=cls)
         if key is None:
             continue
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ArgumentError(
+                f"attribute name {key!r} for {cls.__name__} is not accepted: pass a Python "
+                "identifier (str).", argument="attr", given=key)
         if hasattr(cls, key) or (id(cls), key) in seen:
             raise AssociationError(
                 f"{cls.__name__} already has an attribute {key!r}"
