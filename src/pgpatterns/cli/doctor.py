@@ -101,5 +101,6 @@ def _text(findings: list[Any], to_text: Any, console: bool) -> str:
     for line in plain.splitlines():
         word = line.split(" ", 1)[0]
         style = styles.get(word)
-        rich.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False)
+        rich.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False,
+                   soft_wrap=True)  # no hard line breaks inside DDL
     return ""
