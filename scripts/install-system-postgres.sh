@@ -150,8 +150,10 @@ if [[ -n $need_citus ]]; then
   ( mkdir "$TMP_DIR/citus" && cd "$TMP_DIR/citus"
     tar -xzf "$CITUS_SRC" --strip-components=1
     ./configure -q PG_CONFIG="$PG_CONFIG" >/dev/null
-    make -s -j"$(nproc)" >/dev/null 2>&1 || make -j1   # on failure, rerun verbosely for the log
-    make -s install >/dev/null )
+    # with_llvm=no: no LLVM bitcode for JIT inlining (Debian's PostgreSQL is built with LLVM,
+    # and PGXS would compile every file a second time with clang; Citus does not need it)
+    make -s -j"$(nproc)" with_llvm=no >/dev/null 2>&1 || make -j1 with_llvm=no   # verbose log on failure
+    make -s install with_llvm=no >/dev/null )
   [[ $(citus_installed) == "$citus_version" ]] ||
     die "citus $citus_version: built, but $LIB_DIR/citus.so reports '$(citus_installed)'"
   say "citus $citus_version: built and installed into /usr/lib/postgresql/$PG"
