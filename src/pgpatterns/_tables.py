@@ -83,6 +83,8 @@ def type_name(type_: TypeEngine[Any]) -> str:
 
 def check_identifier(name: str, error: type[Exception], owner: str) -> str:
     """Refuse names PostgreSQL would truncate (a silent collision waiting to happen)."""
+    if not isinstance(name, str):
+        raise error(f"{owner}: name={name!r} must be a str (an identifier).")
     if not name or len(name.encode()) > MAX_IDENTIFIER:
         raise error(
             f"{owner}: name {name!r} is {len(name.encode())} bytes; PostgreSQL truncates "

@@ -243,6 +243,10 @@ def check_name_length(what: str, name: str) -> str:
     EXISTS``, silently does nothing). Pass a shorter name, or build one with
     :func:`short_name`.
     """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise DDLOptionError(
+            f"{what} {name!r} is not a valid identifier: pass a non-empty str without NUL."
+        )
     size = len(name.encode("utf-8"))
     if size > MAX_IDENTIFIER_BYTES:
         shown = name if len(name) <= 24 else f"{name[:4]}...{name[-4:]}"

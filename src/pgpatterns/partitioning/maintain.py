@@ -298,6 +298,16 @@ def retain(
     if before is not None:
         before = coerce(scheme.key_column, before, scheme.timezone)
     keep_step = Step.parse(keep) if keep is not None else None
+    if keep_step is not None and scheme.key_column is not None:
+        try:
+            python_type: type | None = scheme.key_column.type.python_type
+        except NotImplementedError:
+            python_type = None
+        keep_step.check_key(python_type, scheme.key_column.name)
+    if concurrently is not None and not isinstance(concurrently, bool):
+        raise PartitionRetentionError(
+            f"{owner}: concurrently={concurrently!r} must be True, False or None (default)."
+        )
     conn = conn_of(session)
     parent = read_parent(conn, scheme)
     current = _now(conn, scheme, now)

@@ -36,7 +36,7 @@ def zone(name: str) -> ZoneInfo:
     """The ``ZoneInfo`` for ``name``, or a :class:`PartitionBoundsError` saying what is valid."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise PartitionBoundsError(
             f"timezone={name!r} is not a known time zone; use an IANA name such as 'UTC' or "
             "'Europe/Paris'."
