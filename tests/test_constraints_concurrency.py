@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from pgpatterns.constraints import check, no_overlap, translate_errors
-from pgpatterns.errors import ConstraintError, OverlapError
+from pgpatterns.errors import ConcurrentUpdateError, ConstraintError, OverlapError
 from pgpatterns.testing.plugin import PgSchema
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
@@ -65,24 +65,30 @@ def test_concurrent_overlapping_inserts(pg_schema: PgSchema, level: str, seed: i
     engine = pg_schema.engine.execution_options(isolation_level=level)
     barrier = threading.Barrier(THREADS)
     refused: list[int] = []
+    retried: list[int] = []
     failures: list[BaseException] = []
 
     def writer(ids: list[int]) -> None:
         barrier.wait(timeout=30)
         for n in ids:
             room, start, end = wanted[n]
-            try:
-                with translate_errors(), engine.begin() as conn:
-                    conn.execute(insert(table).values(
-                        id=n, room_id=room, starts_at=T0 + dt.timedelta(hours=start),
-                        ends_at=T0 + dt.timedelta(hours=end)))
-                    time.sleep(0.005)  # hold the row uncommitted: overlapping writers wait
-            except OverlapError as exc:
-                assert exc.constraint == "rooms_booked_no_overlap"
-                assert isinstance(exc.__cause__, IntegrityError)
-                refused.append(n)
-            except BaseException as exc:  # reported by the assert below
-                failures.append(exc)
+            for _attempt in range(20):  # the documented retry contract
+                try:
+                    with translate_errors(), engine.begin() as conn:
+                        conn.execute(insert(table).values(
+                            id=n, room_id=room, starts_at=T0 + dt.timedelta(hours=start),
+                            ends_at=T0 + dt.timedelta(hours=end)))
+                        time.sleep(0.005)  # hold the row uncommitted: overlapping writers wait
+                except ConcurrentUpdateError:
+                    retried.append(n)  # a deadlock between two overlapping writers: retry
+                    continue
+                except OverlapError as exc:
+                    assert exc.constraint == "rooms_booked_no_overlap"
+                    assert isinstance(exc.__cause__, IntegrityError)
+                    refused.append(n)
+                except BaseException as exc:  # reported by the assert below
+                    failures.append(exc)
+                break
 
     threads = [threading.Thread(target=writer, args=(list(range(i, THREADS * 4, THREADS)),))
                for i in range(THREADS)]
