@@ -252,10 +252,12 @@ def _describe(values: dict[str, Any], fuzzed: list[str]) -> str:
 def run_case(case: Case, engine: Engine, world: Any, examples: int) -> None:
     """Run ``case`` under hypothesis against the world on ``engine``."""
     strategies = {name: strategy_for(case.func, name) for name in case.fuzz}
-    var_positional = {
-        n for n, p in inspect.signature(case.func).parameters.items()
-        if p.kind is p.VAR_POSITIONAL
-    }
+    params = inspect.signature(case.func).parameters
+    var_positional = {n for n, p in params.items() if p.kind is p.VAR_POSITIONAL}
+    for name, param in params.items():  # **kwargs: hostile values under plausible keys
+        if name in strategies and param.kind is param.VAR_KEYWORD:
+            strategies[name] = st.dictionaries(
+                st.sampled_from(["x", "role", "a%s", "na\x00me"]), _ANY, max_size=2)
 
     @settings(
         max_examples=examples,

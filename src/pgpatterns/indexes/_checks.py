@@ -158,6 +158,8 @@ def check_index(index: Index) -> Index:
     that INCLUDE columns exist and are not key columns, that ``postgresql_using`` is a known
     access method, and that each column's operator class exists for its type.
     """
+    if not isinstance(index, Index):
+        raise IndexDefinitionError(f"check_index: {index!r:.80} is not a sqlalchemy Index.")
     owner = f"index {index.name}"
     opts = index.dialect_options["postgresql"]
     method = (opts.get("using") or "btree").lower()

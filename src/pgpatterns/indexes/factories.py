@@ -45,6 +45,7 @@ from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from pgpatterns._tables import resolve_column, resolve_table
 from pgpatterns.errors import IndexDefinitionError
 from pgpatterns.indexes._checks import (
+    _METHODS,
     _check_expression,
     _check_ops,
     _columns,
@@ -120,6 +121,8 @@ def partial_predicate(index: Index) -> ColumnElement[bool]:
     rendered into the SQL text at execution (``literal_execute``), so every plan can use
     the index.
     """
+    if not isinstance(index, Index):
+        raise IndexDefinitionError(f"partial_predicate: {index!r:.80} is not a sqlalchemy Index.")
     where = index.dialect_options["postgresql"].get("where")
     if where is None:
         raise IndexDefinitionError(
@@ -330,6 +333,14 @@ def expression_index(
     if where is not None:
         _check_expression(tbl, where, owner, "where condition")
     idx_name = _name(tbl, name, "", owner)
+    if ops is not None and (not isinstance(ops, str) or not ops or "\x00" in ops):
+        raise IndexDefinitionError(
+            f"{owner}: ops={ops!r:.80} is not accepted: pass an operator class name (str)."
+        )
+    if not isinstance(using, str) or using not in _METHODS:
+        raise IndexDefinitionError(
+            f"{owner}: using={using!r:.80} is not accepted: pass one of {', '.join(_METHODS)}."
+        )
     kw: dict[str, Any] = {} if using == "btree" else {"postgresql_using": using}
     element: ColumnElement[Any] = expression
     if ops:

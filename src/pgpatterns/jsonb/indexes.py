@@ -292,6 +292,7 @@ def jsonb_timestamptz_function(*, schema: str | None = None) -> Function:
         " ELSE CAST('pgpatterns_jsonb_timestamptz: expected an ISO 8601 timestamp with an"
         " explicit offset, got ' || value AS timestamptz) END"
     )
+    check_name("jsonb_timestamptz_function", "schema", schema)
     return _BeforeTablesFunction(
         TIMESTAMPTZ_FUNCTION,
         schema=schema,

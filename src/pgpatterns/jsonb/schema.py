@@ -57,7 +57,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from pgpatterns.errors import JsonbSchemaError, JsonbSchemaViolationError
-from pgpatterns.jsonb._common import jsonb_column, jsonpath_literal
+from pgpatterns.jsonb._common import check_name, jsonb_column, jsonpath_literal
 
 __all__ = ["SUPPORTED_KEYWORDS", "jsonb_schema_check", "schema_errors"]
 
@@ -239,6 +239,7 @@ def jsonb_schema_check(
             + f"\nSupported keywords: {', '.join(sorted(SUPPORTED_KEYWORDS - _ANNOTATIONS))}. "
             "Drop or rewrite the others (or validate them in the application)."
         )
+    check_name("jsonb_schema_check", "name", name)
     table = getattr(getattr(col, "table", None), "name", None)
     default = f"{table}_{getattr(col, 'name', 'doc')}_schema" if table else None
     return CheckConstraint(_compile(schema, col), name=name or default)

@@ -18,6 +18,17 @@ __all__: list[str] = []
 MAX_IDENTIFIER = 63
 
 
+def check_identifier(helper: str, argument: str, value: object, *, optional: bool = False) -> None:
+    """``value`` must be a Python identifier (a ``str``), or None when ``optional``."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.isidentifier():
+        raise PolymorphicError(
+            f"{helper}: {argument}={value!r:.80} is not accepted: pass a name that is a "
+            "Python identifier (it becomes an attribute and a column)."
+        )
+
+
 def base_mapper(cls: type, helper: str) -> Mapper[Any]:
     """The mapper of ``cls``, checked to be the root of a polymorphic hierarchy."""
     try:

@@ -18,12 +18,13 @@ from sqlalchemy.orm.strategy_options import _AbstractLoad
 from sqlalchemy.sql.elements import ColumnElement
 
 from pgpatterns.errors import PolymorphicError
-from pgpatterns.polymorphic._common import constraint_name, render
+from pgpatterns.polymorphic._common import check_identifier, constraint_name, render
 from pgpatterns.polymorphic.targets import Targets, mapped_table
 
 __all__ = ["ExclusiveArc", "exclusive_arc"]
 
 _HELPER = "exclusive_arc"
+_ONDELETE = frozenset({"CASCADE", "SET NULL", "RESTRICT", "NO ACTION", "SET DEFAULT"})
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,12 @@ def exclusive_arc(
         the CHECK. For many or open-ended target types, use :func:`generic_association`.
     """
     spec = Targets.build(owner, targets, name, _HELPER)
+    check_identifier(_HELPER, "backref", backref, optional=True)
+    if not isinstance(ondelete, str) or ondelete.upper() not in _ONDELETE:
+        raise PolymorphicError(
+            f"{_HELPER}: ondelete={ondelete!r:.80} is not accepted: pass one of "
+            f"{', '.join(sorted(_ONDELETE))}."
+        )
     table = mapped_table(owner, _HELPER)
     columns: dict[str, Column[Any]] = {}
     for key, cls in spec.targets.items():

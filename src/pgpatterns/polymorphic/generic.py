@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from pgpatterns.ddl import Function, SchemaObject, Trigger, attach
 from pgpatterns.errors import PolymorphicError
 from pgpatterns.polymorphic._common import (
+    check_identifier,
     constraint_name,
     raise_sql,
     render,
@@ -199,6 +200,8 @@ def generic_association(
         All target primary keys must have the same type.
     """
     spec = Targets.build(owner, targets, name, _HELPER)
+    check_identifier(_HELPER, "type_column", type_column)
+    check_identifier(_HELPER, "id_column", id_column)
     table = mapped_table(owner, _HELPER)
     pk_types = {str(spec.primary_key(cls).type) for cls in spec.targets.values()}
     if len(pk_types) != 1:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Column, Table, inspect
 
 from pgpatterns.errors import PolymorphicError
+from pgpatterns.polymorphic._common import check_identifier
 
 __all__ = ["Targets", "mapped_table"]
 
@@ -34,10 +35,16 @@ class Targets:
     @classmethod
     def build(cls, owner: type, targets: Mapping[str, type], name: str, helper: str) -> Targets:
         mapped_table(owner, helper)
+        check_identifier(helper, "name", name)
+        if not isinstance(targets, Mapping):
+            raise PolymorphicError(
+                f"{helper}: targets={targets!r:.80} is not accepted: pass a mapping of "
+                "{'key': TargetClass}."
+            )
         if not targets:
             raise PolymorphicError(f"{helper}: give at least one target type.")
         for key, target in targets.items():
-            if not key.isidentifier():
+            if not isinstance(key, str) or not key.isidentifier():
                 raise PolymorphicError(f"{helper}: target key {key!r} must be an identifier.")
             mapped_table(target, helper)
         if len(set(targets.values())) != len(targets):
