@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import BigInteger, ForeignKey, Identity, MetaData, Text, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -75,11 +74,9 @@ def build(role: str) -> MetaData:
     return Base.metadata
 
 
-# What today's pgpatterns forms still trigger (reported to their families, not fixed here):
-# TenantScoped declares an index on tenant_id and UNIQUE (tenant_id, id), whose index leads
-# with tenant_id and serves the same lookups.
-KNOWN = {("overlapping_index", "ix_posts_tenant_id"), ("overlapping_index", "ix_tags_tenant_id"),
-         ("overlapping_index", "ix_folders_tenant_id")}
+# What today's pgpatterns forms still trigger (none: TenantScoped no longer declares a
+# tenant_id index beside UNIQUE (tenant_id, id), whose index leads with tenant_id).
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _findings(pg_schema: PgSchema, pg_database: Database) -> list[Any]:
@@ -97,8 +94,6 @@ def test_recommended_forms_have_no_findings(pg_schema: PgSchema,
     assert unknown == [], "\n".join(map(str, unknown))
 
 
-@pytest.mark.xfail(strict=True, reason="TenantScoped's tenant index overlaps UNIQUE "
-                   "(tenant_id, id) (KNOWN); remove KNOWN when the family drops it")
 def test_recommended_forms_have_no_findings_at_all(pg_schema: PgSchema,
                                                    pg_database: Database) -> None:
     findings = _findings(pg_schema, pg_database)

@@ -353,11 +353,16 @@ class TenantScoped:
             )
         keys = [c for c in table.primary_key.columns if c.name != TENANT_COLUMN]
         if len(keys) == 1 and not cls.__tenant_primary_key__:
-            # the target of composite tenant foreign keys: (tenant_id, id)
+            # the target of composite tenant foreign keys: (tenant_id, id); its index leads
+            # with tenant_id, so the column's own index would only duplicate it
             table.append_constraint(UniqueConstraint(
                 TENANT_COLUMN, keys[0].name,
                 name=short_name(table.name, TENANT_COLUMN, keys[0].name, suffix="_key"),
             ))
+            for index in list(table.indexes):
+                if not index.unique and [c.name for c in index.columns] == [TENANT_COLUMN]:
+                    table.indexes.discard(index)
+            table.c[TENANT_COLUMN].index = False
         secure_table(table, roles=roles, setting=cls.__tenant_setting__, index=False)
 
 
