@@ -177,3 +177,30 @@ def test_tenant_filtered_reaches_ctes_subqueries_and_aliases() -> None:
     assert "d2.tenant_id = 5" in sql
     plans = base.metadata.tables["plans"]
     assert "WHERE" not in str(tenant_filtered(select(plans), 5))
+
+
+def test_tenant_filtered_reaches_recursive_ctes_without_touching_the_original() -> None:
+    from pgpatterns.trees import AdjacencyListMixin, TreeOptions, descendants
+
+    class Base(DeclarativeBase):
+        metadata = MetaData()
+
+    class Node(AdjacencyListMixin, TenantScoped, Base):
+        __tablename__ = "nodes"
+        __tenant_roles__ = ("app",)
+        __tenant_primary_key__ = True
+        __tree__ = TreeOptions(scope="tenant_id")
+        id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+    plain = descendants(Node, 1, scope=9)
+    before = str(plain)
+
+    def sql(stmt: object) -> str:
+        return str(stmt.compile(  # type: ignore[attr-defined]
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+    routed = sql(tenant_filtered(plain, 9))
+    anchor, step = routed.split("UNION ALL")
+    assert "nodes.tenant_id = 9" in anchor
+    assert "nodes_1.tenant_id = 9" in step  # the recursive term: a constant for Citus
+    assert str(plain) == before  # the statement passed in is left as it was

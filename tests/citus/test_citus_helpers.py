@@ -113,17 +113,21 @@ def _tasks(session: Session, stmt: object) -> list[int]:
     return task_counts(explain(session, stmt))  # type: ignore[arg-type]
 
 
-def test_trees_descendants_is_refused_without_a_constant_in_the_recursive_step(
-    schema: CitusSchema,
-) -> None:
-    """descendants(scope=...) filters the anchor on the tenant and joins the recursive step
-    on ``n.tenant_id = cte.tenant_id``; Citus wants a constant there, and tenant_filtered
-    does not reach into recursive CTEs (a SQLAlchemy clone keeps the original CTE)."""
+def test_trees_descendants_is_a_router_query(schema: CitusSchema) -> None:
+    """descendants(scope=...) alone is refused by Citus (the recursive term joins on
+    ``n.tenant_id = cte.tenant_id``, not a constant); tenant_filtered puts the constant
+    tenant into both terms of the recursive CTE, which makes it a router query."""
     with Session(schema.app_engine) as session, session.begin():
         tenant_context(session, 2)
-        stmt = tenant_filtered(descendants(Folder, 201, scope=2), 2)
-        with pytest.raises(NotSupportedError, match="recursive CTEs are only supported when"):
-            session.execute(stmt)
+        plain = descendants(Folder, 201, scope=2)
+        with pytest.raises(NotSupportedError, match="recursive CTEs are only supported when"), \
+                session.begin_nested():
+            session.execute(plain)
+        stmt = tenant_filtered(plain, 2)
+        assert _tasks(session, stmt) == [1]
+        rows = session.execute(stmt).all()
+        assert [(f.id, depth) for f, depth, _path in rows] == [(202, 1), (203, 2), (204, 3)]
+        assert all(isinstance(f, Folder) and f.tenant_id == 2 for f, _d, _p in rows)
 
 
 def test_a_recursive_walk_with_the_tenant_in_both_terms_is_a_router_query(

@@ -28,8 +28,10 @@ import uuid
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, literal
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, aliased, sessionmaker
+from sqlalchemy.orm.util import AliasedInsp
 from sqlalchemy.sql import Executable, visitors
 from sqlalchemy.sql.selectable import Alias, Join, Select
 from sqlalchemy.types import BigInteger, TypeEngine
@@ -158,7 +160,7 @@ def _tenant_froms(frm: Any) -> list[tuple[Any, Table]]:
 
 def tenant_filtered(statement: S, tenant_id: object) -> S:
     """``statement`` with ``tenant_id = :tenant`` added for every tenant-scoped table that
-    every ``SELECT`` in it reads (CTEs, subqueries and ``UNION`` parts included).
+    every ``SELECT`` in it reads (CTEs, recursive ones too, subqueries and ``UNION`` parts).
 
     Examples:
         >>> from sqlalchemy import select
@@ -171,8 +173,20 @@ def tenant_filtered(statement: S, tenant_id: object) -> S:
     """
     if tenant_id is None:
         return statement
+    clones: dict[int, Any] = {}  # id(original CTE) -> its clone in the new statement
+
+    def visit_cte(cte: Any) -> None:
+        original = getattr(cte, "_is_clone_of", None)
+        if original is not None:
+            clones[id(original)] = cte
 
     def visit_select(select: Select[Any]) -> None:
+        # an ORM entity aliased to a CTE (trees.descendants selects aliased(Model, cte))
+        # still names the original CTE: point it at the clone that carries the filters
+        fixed = [_realias(c, clones) for c in select._raw_columns]
+        if any(a is not b for a, b in zip(fixed, select._raw_columns, strict=True)):
+            select._raw_columns = fixed
+            select._reset_memoizations()
         crit = []
         for frm in select.get_final_froms():
             for named, table in _tenant_froms(frm):
@@ -190,9 +204,26 @@ def tenant_filtered(statement: S, tenant_id: object) -> S:
             col = table.c[info.column.name]
             stmt._where_criteria += (col == bindparam(None, tenant_id, type_=info.type_),)
 
-    visits: dict[str, Any] = {"select": visit_select, "update": visit_dml, "delete": visit_dml}
+    visits: dict[str, Any] = {
+        "cte": visit_cte, "select": visit_select, "update": visit_dml, "delete": visit_dml,
+    }
     result: S = visitors.cloned_traverse(cast(Any, statement), {}, visits)
     return result
+
+
+def _realias(column: Any, clones: dict[int, Any]) -> Any:
+    """``column`` (a select's entry), re-aliased to the cloned CTE if it is an ORM entity
+    aliased to a CTE that was cloned."""
+    insp = getattr(column, "_annotations", {}).get("parententity")
+    if not isinstance(insp, AliasedInsp):
+        return column
+    selectable = insp.selectable
+    base = selectable._deannotate() if hasattr(selectable, "_deannotate") else selectable
+    for candidate in (selectable, base, getattr(base, "element", None)):
+        if candidate is not None and id(candidate) in clones:
+            alias = aliased(insp.mapper.class_, clones[id(candidate)], name=insp.name)
+            return sa_inspect(alias).__clause_element__()
+    return column
 
 
 def _on_execute(state: ORMExecuteState) -> None:
