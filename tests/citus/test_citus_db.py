@@ -278,3 +278,28 @@ def test_isolation_kit_finds_no_leak_on_the_cluster(
     )
     assert report.statements > 0
     assert set(report.relations) >= {"projects", "tasks"}
+
+
+def test_tenant_context_on_begin_with_routing(world: World) -> None:
+    from contextvars import ContextVar
+
+    from sqlalchemy.orm import sessionmaker
+
+    from pgpatterns.citus import tenant_context_on_begin
+
+    current: ContextVar[int | None] = ContextVar("tenant", default=None)
+    factory = sessionmaker(world.schema.app_engine)
+    stop = tenant_context_on_begin(factory, current.get)
+    route_by_tenant(factory)
+    try:
+        with factory() as session, session.begin():  # nothing set: nothing seen
+            assert session.scalars(select(Task)).all() == []
+        token = current.set(3)
+        with factory() as session, session.begin():
+            rows = session.scalars(select(Task)).all()
+            assert len(rows) == 20 and {t.tenant_id for t in rows} == {3}
+            plan = explain(session, tenant_filtered(select(Task), 3))
+            assert is_router(plan)
+        current.reset(token)
+    finally:
+        stop()

@@ -12,7 +12,8 @@ Examples:
 
 * Declare: :class:`DistributedTable`, :class:`ReferenceTable` (``pgpatterns.ddl`` kinds),
   :func:`distribute` for a whole tenant schema, :func:`citus_policy_expression`.
-* Context: :func:`tenant_context` (``_async``), :func:`context_statements`.
+* Context: :func:`tenant_context` (``_async``), :func:`tenant_context_on_begin`,
+  :func:`context_statements`.
 * Routing: :func:`tenant_filtered`, :func:`route_by_tenant`; plans: :func:`task_counts`,
   :func:`is_router`.
 
@@ -29,6 +30,7 @@ from pgpatterns.citus.context import (
     route_by_tenant,
     tenant_context,
     tenant_context_async,
+    tenant_context_on_begin,
     tenant_filtered,
 )
 from pgpatterns.citus.ddl import DistributedTable, ReferenceTable, table_distribution
@@ -48,5 +50,6 @@ __all__ = [
     "task_counts",
     "tenant_context",
     "tenant_context_async",
+    "tenant_context_on_begin",
     "tenant_filtered",
 ]

@@ -25,6 +25,7 @@ session executes in a transaction that :func:`tenant_context` started for a tena
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, literal
@@ -48,6 +49,7 @@ __all__ = [
     "route_by_tenant",
     "tenant_context",
     "tenant_context_async",
+    "tenant_context_on_begin",
     "tenant_filtered",
 ]
 
@@ -141,6 +143,56 @@ async def tenant_context_async(
         await conn.exec_driver_sql(stmt.replace("%", "%%"))
     if isinstance(session, AsyncSession):
         _remember(session.sync_session, tenant_id, setting)
+
+
+def tenant_context_on_begin(
+    target: Session | sessionmaker[Any] | type[Session],
+    current: Callable[[], object],
+    *,
+    setting: str = TENANT_SETTING,
+) -> Callable[[], None]:
+    """Run :func:`tenant_context` at the start of every transaction of ``target``.
+
+    Examples:
+        >>> request_tenant = ContextVar("tenant", default=None)  # doctest: +SKIP
+        >>> stop = tenant_context_on_begin(SessionLocal, request_tenant.get)  # doctest: +SKIP
+
+    The Citus twin of ``pgpatterns.rls.tenant_context_on_begin`` (an ``after_begin``
+    listener): ``current()`` returns the tenant id, or ``None`` to set nothing (policies then
+    match no row). Combined with :func:`route_by_tenant`, every statement of the
+    transaction is also filtered by that tenant. For ``AsyncSession`` register on its
+    ``sync_session_class``. Returns a function that removes the listener.
+    """
+    _check_target("tenant_context_on_begin", target)
+    if not callable(current):
+        raise RLSContextError("tenant_context_on_begin(): current must be a callable.")
+    check_setting_name(setting)
+
+    def after_begin(session: Session, transaction: Any, conn: Connection) -> None:
+        value = current()
+        if value is None:
+            return
+        for stmt in context_statements(value, setting=setting):
+            conn.exec_driver_sql(stmt.replace("%", "%%"))
+        _remember(session, value, setting)
+
+    event.listen(target, "after_begin", after_begin)
+
+    def remove() -> None:
+        event.remove(target, "after_begin", after_begin)
+
+    return remove
+
+
+def _check_target(where: str, target: object) -> None:
+    if not (
+        isinstance(target, (Session, sessionmaker))
+        or (isinstance(target, type) and issubclass(target, Session))
+    ):
+        raise RLSContextError(
+            f"{where}(): target must be a Session, sessionmaker or Session subclass, "
+            f"got {target!r}."
+        )
 
 
 def _remember(session: Session, tenant_id: object, setting: str) -> None:
@@ -250,13 +302,6 @@ def route_by_tenant(target: Session | sessionmaker[Any] | type[Session]) -> None
     runs :func:`tenant_filtered`, so Citus routes it to the tenant's shard. For
     ``AsyncSession`` register on its ``sync_session_class`` (a ``Session`` subclass).
     """
-    if not (
-        isinstance(target, (Session, sessionmaker))
-        or (isinstance(target, type) and issubclass(target, Session))
-    ):
-        raise RLSContextError(
-            f"route_by_tenant(): target must be a Session, sessionmaker or Session subclass, "
-            f"got {target!r}."
-        )
+    _check_target("route_by_tenant", target)
     if not event.contains(target, "do_orm_execute", _on_execute):
         event.listen(target, "do_orm_execute", _on_execute)
