@@ -18,9 +18,11 @@ order with the MetaData once :func:`attach`-ed, and compares itself with the cat
 from __future__ import annotations
 
 from pgpatterns.ddl.base import CreateSchemaObject, DropSchemaObject, Identity, SchemaObject
+from pgpatterns.ddl.compare import compare
 from pgpatterns.ddl.extension import Extension
 from pgpatterns.ddl.foreign_key import CompositeForeignKey
 from pgpatterns.ddl.function import Function, dollar_quote
+from pgpatterns.ddl.grant import DefaultPrivileges, Grant, Role
 from pgpatterns.ddl.matview import MaterializedView
 from pgpatterns.ddl.partition import MAXVALUE, MINVALUE, Partition
 from pgpatterns.ddl.policy import Policy
@@ -34,19 +36,23 @@ __all__ = [
     "MINVALUE",
     "CompositeForeignKey",
     "CreateSchemaObject",
+    "DefaultPrivileges",
     "DropSchemaObject",
     "Extension",
     "Function",
+    "Grant",
     "Identity",
     "MaterializedView",
     "Partition",
     "Policy",
+    "Role",
     "RowLevelSecurity",
     "SchemaObject",
     "Trigger",
     "View",
     "attach",
     "attached",
+    "compare",
     "create_all",
     "diff",
     "dollar_quote",

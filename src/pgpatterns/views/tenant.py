@@ -159,8 +159,10 @@ def tenant_materialized_view(
             (without a key, a plain index on it is created).
         tenant_column: The column holding the tenant (``TenantScoped``: ``tenant_id``).
         setting: The setting holding the current tenant (``tenant_context`` sets it).
-        schema, indexes, with_data, depends_on: As for
-            :func:`~pgpatterns.views.materialized_view`.
+        schema: As for :func:`~pgpatterns.views.materialized_view`.
+        indexes: As for :func:`~pgpatterns.views.materialized_view`.
+        with_data: As for :func:`~pgpatterns.views.materialized_view`.
+        depends_on: As for :func:`~pgpatterns.views.materialized_view`.
 
     Raises:
         ViewError: before any SQL, when the query does not produce ``tenant_column``, the
