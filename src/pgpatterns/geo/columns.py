@@ -32,6 +32,7 @@ from sqlalchemy.orm import MappedColumn, mapped_column
 from sqlalchemy.sql import visitors
 
 from pgpatterns.errors import GeoError, GeoIndexError
+from pgpatterns.geo._common import _flag
 from pgpatterns.geo.inputs import check_srid
 
 __all__ = ["check_spatial_indexes", "geometry_column", "point_column", "spatial_type"]
@@ -67,7 +68,14 @@ def spatial_type(
         GeoSRIDError: ``srid`` is not a positive integer.
     """
     srid = check_srid(srid)
-    kind = geometry_type.upper() if isinstance(geometry_type, str) else geometry_type
+    if not isinstance(geometry_type, str):
+        raise GeoError(
+            f"geometry_type must be one of {', '.join(sorted(_GEOMETRY_TYPES))}, got "
+            f"{geometry_type!r:.80}."
+        )
+    _flag(geography, "geography")
+    _flag(spatial_index, "spatial_index")
+    kind = geometry_type.upper()
     if kind not in _GEOMETRY_TYPES:
         raise GeoError(
             f"geometry_type must be one of {', '.join(sorted(_GEOMETRY_TYPES))}, got "

@@ -133,6 +133,13 @@ def _ops_map(cols: Sequence[Column[Any]], ops: str | Mapping[str, str] | None, o
                 "{column_name: operator_class}."
             )
         return {cols[0].name: ops}
+    if not isinstance(ops, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in ops.items()
+    ):
+        raise IndexDefinitionError(
+            f"{owner}: ops={ops!r:.80} is not accepted: pass an operator class name (str) or a "
+            "dict {column_name: operator_class}."
+        )
     names = {c.name for c in cols}
     stray = sorted(set(ops) - names)
     if stray:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from sqlalchemy import Index
 from sqlalchemy.sql.elements import ColumnElement
 
-from pgpatterns.errors import JsonbOperatorClassError, JsonbPathError
+from pgpatterns.errors import JsonbError, JsonbOperatorClassError, JsonbPathError
 from pgpatterns.jsonb import filters
 from pgpatterns.jsonb._common import (
     JsonScalar,
@@ -83,6 +83,11 @@ class JsonbDocument:
                 "'default' (jsonb_ops, which also serves key existence)."
             )
         self.ops = ops
+        if fields is not None and not isinstance(fields, Mapping):
+            raise JsonbError(
+                f"JsonbDocument: fields={fields!r:.80} is not accepted: pass a mapping "
+                "{path: field type} such as {'price': 'numeric'}, or None."
+            )
         self.fields: dict[tuple[str, ...], FieldType] = {
             split_path(path, owner="JsonbDocument"): check_type(type_, "JsonbDocument")
             for path, type_ in (fields or {}).items()

@@ -131,7 +131,7 @@ def hybrid_search_stmt(
 def _prepare(model: Any, spec_or_column: Any, query_vector: Any, text_query: Any,
              kw: dict[str, Any]) -> tuple[Select[Any] | None, Select[Any], bool]:
     target = resolve(model, spec_or_column)
-    pool = kw["candidates"] if kw["candidates"] is not None else max(kw["k"], 40)
+    pool = kw["candidates"] if kw["candidates"] is not None else max(check_k("k", kw["k"]), 40)
     settings = search_settings(
         target.spec, check_k("candidates", pool), filtered=kw["where"] is not None,
         ef_search=kw.pop("ef_search"), iterative=kw.pop("iterative"),
