@@ -262,19 +262,16 @@ def test_tenant_context_refuses_autocommit(pg_citus: CitusSchema) -> None:
         tenant_context(conn, 1)
 
 
-def test_isolation_kit_finds_no_leak_on_the_cluster(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_isolation_kit_finds_no_leak_on_the_cluster(world: World) -> None:
     """pgpatterns.testing.assert_tenant_isolation as the app role, with the Citus tenant
     context in place of rls.tenant_context (which would not reach the workers)."""
     from citus_world import Base
 
-    from pgpatterns.testing import assert_tenant_isolation, isolation
+    from pgpatterns.testing import assert_tenant_isolation
 
-    monkeypatch.setattr(isolation, "tenant_context", tenant_context)
     report = assert_tenant_isolation(
         Base.metadata, world.schema.app_engine, tenants=(1, 2), max_examples=8,
-        statements_per_example=6,
+        statements_per_example=6, context=tenant_context,
     )
     assert report.statements > 0
     assert set(report.relations) >= {"projects", "tasks"}

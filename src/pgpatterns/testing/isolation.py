@@ -26,7 +26,7 @@ Relations whose rows carry no tenant column are listed in ``IsolationReport.unch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,7 @@ def assert_tenant_isolation(
     tenants: Sequence[Any] = (1, 2),
     max_examples: int = 100,
     statements_per_example: int = 20,
+    context: Callable[[Connection, Any], None] = tenant_context,
 ) -> IsolationReport:
     """Fail with :class:`TenantIsolationLeak` on any cross-tenant read, write or reference.
 
@@ -127,6 +128,9 @@ def assert_tenant_isolation(
         tenants: At least two tenant ids that have rows in every tenant-scoped table.
         max_examples: hypothesis examples (each one transaction of statements).
         statements_per_example: The longest statement sequence in one example.
+        context: How a transaction is made to act for a tenant (default
+            :func:`pgpatterns.rls.tenant_context`; on Citus,
+            :func:`pgpatterns.citus.tenant_context`, whose setting reaches the workers).
     """
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -137,7 +141,7 @@ def assert_tenant_isolation(
     report = IsolationReport(relations=[r.name for r in relations])
     report.unchecked = [r.name for r in relations if r.tenant is None]
     with app_engine.connect() as conn:
-        own = _own_rows(conn, relations, tenants, report)
+        own = _own_rows(conn, relations, tenants, report, context)
         _check_without_context(conn, relations, report)
     ops = _operations(relations, tenants, own)
 
@@ -148,7 +152,7 @@ def assert_tenant_isolation(
                     max_size=statements_per_example))
     def attack(attacker: Any, sequence: list[tuple[Any, ...]]) -> None:
         with app_engine.connect() as conn, conn.begin():
-            tenant_context(conn, attacker)
+            context(conn, attacker)
             for op in sequence:
                 _run(conn, op, attacker, own, report)
 
@@ -159,12 +163,12 @@ def assert_tenant_isolation(
 
 def _own_rows(
     conn: Connection, relations: list[_Relation], tenants: Sequence[Any],
-    report: IsolationReport,
+    report: IsolationReport, context: Callable[[Connection, Any], None],
 ) -> dict[tuple[str, Any], dict[Key, dict[str, Any]]]:
     own: dict[tuple[str, Any], dict[Key, dict[str, Any]]] = {}
     for tenant in tenants:
         with conn.begin():
-            tenant_context(conn, tenant)
+            context(conn, tenant)
             for rel in relations:
                 rows = _snapshot(conn, rel) or {}
                 report.statements += 1
