@@ -55,17 +55,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.dialects.postgresql.ranges import AbstractRange
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from pgpatterns._tables import check_identifier, resolve_column, resolve_table, type_name
-from pgpatterns.errors import ConcurrentUpdateError, ConstraintError, OverlapError
+from pgpatterns.errors import ConstraintError, OverlapError
 
 __all__ = ["check", "no_overlap", "overlap_error", "translate_errors"]
 
 _BOUNDS = ("[)", "[]", "(]", "()")
 _EXCLUSION_VIOLATION = "23P01"
-_RETRYABLE = ("40001", "40P01")  # serialization failure, deadlock
 
 
 def _range_function(first: Any, second: Any) -> str:
@@ -223,21 +221,12 @@ def translate_errors() -> Iterator[None]:
     each checks the other's row) becomes :class:`~pgpatterns.errors.ConcurrentUpdateError`:
     retry the transaction.
     """
-    try:
+    from pgpatterns.translate import concurrent, guard
+
+    # two writers checking each other's uncommitted rows against the same exclusion
+    # constraint can deadlock (PostgreSQL's documented behaviour): retry either one
+    with guard(overlap_error, concurrent):
         yield
-    except DBAPIError as exc:
-        translated: Exception | None = overlap_error(exc)
-        if translated is None and getattr(exc.orig, "sqlstate", None) in _RETRYABLE:
-            # two writers checking each other's uncommitted rows against the same exclusion
-            # constraint can deadlock (PostgreSQL's documented behaviour): retry either one
-            translated = ConcurrentUpdateError(
-                f"{exc.orig.__class__.__name__} while writing rows checked by an exclusion "
-                "constraint (a concurrent writer holds an overlapping row); retry the "
-                "whole transaction."
-            )
-        if translated is None:
-            raise
-        raise translated from exc
 
 
 # -- CHECK helpers -----------------------------------------------------------------------

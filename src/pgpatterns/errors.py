@@ -7,15 +7,22 @@ can catch one family at a time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
 __all__ = [
     "ArgumentError",
     "ArrayError",
     "AssociationError",
     "BulkLoadError",
+    "CheckViolationError",
     "CitusDistributionError",
     "ColumnError",
     "ConcurrentUpdateError",
     "ConstraintError",
+    "CursorError",
     "DDLDependencyError",
     "DDLError",
     "DDLNameError",
@@ -25,12 +32,14 @@ __all__ = [
     "DefaultPartitionConflictError",
     "DenormalizeError",
     "ExplainError",
+    "ForeignKeyViolationError",
     "GeoCoordinateError",
     "GeoError",
     "GeoIndexError",
     "GeoSRIDError",
     "IndexDefinitionError",
     "IndexUsageError",
+    "IntegrityViolationError",
     "JsonbError",
     "JsonbOperatorClassError",
     "JsonbPathError",
@@ -38,7 +47,9 @@ __all__ = [
     "JsonbSchemaViolationError",
     "LinkConcurrentUpdateError",
     "MissingExtensionError",
+    "NotNullViolationError",
     "OverlapError",
+    "PaginationError",
     "PartitionBoundsError",
     "PartitionConcurrentUpdateError",
     "PartitionError",
@@ -54,6 +65,7 @@ __all__ = [
     "RLSPolicyError",
     "RLSViewError",
     "ReadOnlyViewError",
+    "RowSecurityError",
     "TenantIsolationError",
     "TreeConcurrentUpdateError",
     "TreeCycleError",
@@ -62,6 +74,7 @@ __all__ = [
     "TreeNodeNotFoundError",
     "TreeOptionError",
     "TreeScopeError",
+    "UniqueViolationError",
     "UnknownLinkTargetError",
     "VectorArgumentError",
     "VectorError",
@@ -72,6 +85,7 @@ __all__ = [
     "ViewRefreshError",
     "ViewReplaceError",
     "ViewScheduleError",
+    "translate",
 ]
 
 
@@ -379,3 +393,81 @@ class CitusDistributionError(DDLError):
     or foreign key of a tenant-distributed table without the tenant column, a reference table
     pointing at a distributed one, a policy form Citus refuses); raised by
     :func:`pgpatterns.citus.distribute` before any SQL is sent."""
+
+
+class IntegrityViolationError(PatternError):
+    """The database refused a write by a constraint (SQLSTATE class 23), translated by
+    :func:`translate`; ``sqlstate``, ``constraint``, ``table``, ``schema`` come from the
+    error's diagnostics. The original database error is ``__cause__``."""
+
+    def __init__(
+        self, message: str, *, sqlstate: str | None = None, constraint: str | None = None,
+        table: str | None = None, schema: str | None = None,
+        columns: tuple[str, ...] = (), values: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        self.table = table
+        self.schema = schema
+        self.columns = columns
+        self.values = values
+
+
+class UniqueViolationError(IntegrityViolationError):
+    """A duplicate key (SQLSTATE 23505): ``columns`` and ``values`` (as PostgreSQL reports
+    them, ``values`` is None when the role may not see them) name the existing key."""
+
+
+class ForeignKeyViolationError(IntegrityViolationError):
+    """A missing reference (SQLSTATE 23503): ``still_referenced`` is False when the row
+    points at a key ``other_table`` lacks, True when a deleted/changed key is still
+    referenced from ``other_table``."""
+
+    still_referenced = False
+    other_table: str | None = None
+
+
+class CheckViolationError(IntegrityViolationError):
+    """A CHECK constraint refused a row (SQLSTATE 23514); ``rule`` names the pgpatterns
+    rule when the constraint has a name pgpatterns generates (``positive``, ``one_of``...)."""
+
+    rule: str | None = None
+
+
+class NotNullViolationError(IntegrityViolationError):
+    """A NULL in a NOT NULL column (SQLSTATE 23502); ``columns`` holds that column."""
+
+
+class RowSecurityError(RLSError):
+    """A row-level security policy refused a written row (SQLSTATE 42501, "new row violates
+    row-level security policy"): usually a row for another tenant than the context's.
+    ``table`` names the table; the original database error is ``__cause__``."""
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+def translate() -> AbstractContextManager[None]:
+    """Turn database refusals inside the block into typed errors (see :mod:`pgpatterns.translate`).
+
+    Examples:
+        >>> with translate():  # doctest: +SKIP
+        ...     session.flush()  # or: await session.flush()
+    """
+    from pgpatterns.translate import translate as _translate
+
+    return _translate()
+
+
+class PaginationError(PatternError):
+    """A keyset pagination request that cannot page correctly (an order that is not total,
+    a nullable sort column, a statement that already has ORDER BY/LIMIT, a weak secret);
+    raised by :mod:`pgpatterns.pagination` before any SQL is sent."""
+
+
+class CursorError(PaginationError):
+    """A pagination cursor that was altered, signed with another secret, or issued for
+    another ordering; raised before any SQL is sent. Answer it like a bad request (HTTP 400)
+    and let the client start again from the first page."""

@@ -53,7 +53,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from pgpatterns.errors import JsonbSchemaError, JsonbSchemaViolationError
@@ -256,16 +256,20 @@ def schema_errors(*checks: CheckConstraint | str) -> Iterator[None]:
     Other errors pass through unchanged; the original is kept as ``__cause__``. The
     transaction is aborted as after any failed statement: roll back (or use a savepoint).
     """
+    from pgpatterns.translate import guard
+
     names = {c if isinstance(c, str) else c.name for c in checks}
-    try:
-        yield
-    except IntegrityError as exc:
+
+    def rule(exc: DBAPIError) -> JsonbSchemaViolationError | None:
         diag = getattr(exc.orig, "diag", None)
         constraint = getattr(diag, "constraint_name", None)
-        if constraint is None or constraint not in names:
-            raise
-        raise JsonbSchemaViolationError(
+        if not isinstance(exc, IntegrityError) or constraint is None or constraint not in names:
+            return None
+        return JsonbSchemaViolationError(
             f"a document was rejected by the JSON-schema CHECK {constraint!r} on "
             f"{getattr(diag, 'table_name', '?')!r}: it does not match the schema. Validate "
             "the document against the schema before writing (the jsonschema package does)."
-        ) from exc
+        )
+
+    with guard(rule):
+        yield

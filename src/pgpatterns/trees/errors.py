@@ -233,11 +233,8 @@ def tree_errors(*models: type[Any]) -> Iterator[None]:
     Raises:
         TreeOptionError: a model is not a tree model (before the block runs).
     """
+    from pgpatterns.translate import guard
+
     trees = [tree_of(model) for model in models] or None
-    try:
+    with guard(lambda exc: translate_any(exc, trees, "the tree write")):
         yield
-    except DBAPIError as exc:
-        error = translate_any(exc, trees, "the tree write")
-        if error is None:
-            raise
-        raise error from exc
