@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -227,3 +228,70 @@ def test_engine_hook_keeps_sqlalchemy_classes_and_can_be_removed(db: PgSchema) -
 def test_engine_hook_refuses_an_unbound_target() -> None:
     with pytest.raises(ArgumentError, match="not bound to an engine"):
         translate_on(sessionmaker())
+
+
+def test_family_translators_under_the_engine_hook(db: PgSchema) -> None:
+    from pgpatterns.constraints import translate_errors
+    from pgpatterns.trees import tree_errors
+
+    off = translate_on(db.engine)
+    try:
+        with db.engine.connect() as conn, conn.begin(), \
+                pytest.raises(TreeNodeNotFoundError) as err, tree_errors(TrNode):
+            conn.execute(CASES[-1][0])
+        assert "no TrNode has key 404" in str(err.value)
+        with db.engine.connect() as conn, conn.begin(), pytest.raises(OverlapError), \
+                translate_errors():
+            conn.execute(CASES[4][0])
+    finally:
+        off()
+
+
+def test_engine_hook_on_an_async_sessionmaker(db: PgSchema, pg_database: Database) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    async def run() -> Exception | None:
+        engine = create_async_engine(
+            pg_database.url, connect_args=pg_database.search_path_args(db.name))
+        translate_on(async_sessionmaker(engine))
+        try:
+            async with async_sessionmaker(engine)() as s, s.begin():
+                try:
+                    await s.execute(insert(orders).values(id=1, user_id=77))
+                except ForeignKeyViolationError as error:
+                    return error
+            return None
+        finally:
+            await engine.dispose()
+
+    error = asyncio.run(run())
+    assert isinstance(error, ForeignKeyViolationError) and isinstance(error, IntegrityError)
+    assert error.values == "77" and error.other_table == "tr_users"
+
+
+def test_deadlock_is_retryable(db: PgSchema) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(insert(users).values(id=2, email="b@x.org"))
+    barrier = threading.Barrier(2)
+    outcomes: list[BaseException | None] = [None, None]
+
+    def writer(index: int, first: int, second: int) -> None:
+        with db.engine.connect() as conn, conn.begin():
+            try:
+                with translate():
+                    conn.execute(update(users).where(users.c.id == first).values(qty=2))
+                    barrier.wait(timeout=10)
+                    conn.execute(update(users).where(users.c.id == second).values(qty=3))
+            except ConcurrentUpdateError as exc:
+                outcomes[index] = exc
+
+    threads = [threading.Thread(target=writer, args=(0, 1, 2)),
+               threading.Thread(target=writer, args=(1, 2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    failed = [o for o in outcomes if o is not None]
+    assert len(failed) == 1, outcomes  # PostgreSQL aborts exactly one of the two
+    cause = failed[0].__cause__
+    assert getattr(getattr(cause, "orig", None), "sqlstate", None) == "40P01"
