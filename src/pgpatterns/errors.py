@@ -85,7 +85,6 @@ __all__ = [
     "ViewRefreshError",
     "ViewReplaceError",
     "ViewScheduleError",
-    "translate",
 ]
 
 
@@ -455,6 +454,8 @@ def translate() -> AbstractContextManager[None]:
     Examples:
         >>> with translate():  # doctest: +SKIP
         ...     session.flush()  # or: await session.flush()
+
+    Kept out of ``__all__``, which lists the exception classes only.
     """
     from pgpatterns.translate import translate as _translate
 
