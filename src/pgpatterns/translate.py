@@ -139,7 +139,9 @@ def integrity(exc: DBAPIError) -> IntegrityViolationError | JsonbSchemaViolation
         error.other_table = other["t"] if other else None
         return error
     if state == "23514" and constraint:
-        if table and constraint.startswith(f"{table}_") and constraint.endswith("_schema"):
+        # jsonb_schema_check's default name <table>_<column>_schema (also under a naming
+        # convention that adds a prefix such as ck_<table>_)
+        if table and f"{table}_" in constraint and constraint.endswith("_schema"):
             return JsonbSchemaViolationError(
                 f"a document was rejected by the JSON-schema CHECK {constraint!r} on "
                 f"{table!r}: it does not match the schema. Validate the document against "
