@@ -106,7 +106,8 @@ def time_limit(seconds: float) -> Iterator[None]:
     cap = used + MEMORY_LIMIT
     if hard == resource.RLIM_INFINITY or cap < hard:
         resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # keep firing every 0.2 s: a Hang raised inside a gc callback is swallowed by Python
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
     try:
         yield
     finally:
