@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -213,6 +214,9 @@ def test_engine_hook_keeps_sqlalchemy_classes_and_can_be_removed(db: PgSchema) -
             s.execute(insert(users).values(id=2, email="a@x.org"))
         assert isinstance(err.value, IntegrityError) and err.value.orig is not None
         assert err.value.columns == ("email",) and "duplicate key" in str(err.value)
+        copy = pickle.loads(pickle.dumps(err.value))
+        assert type(copy) is UniqueViolationError and copy.columns == ("email",)
+        assert str(copy) == str(err.value)
         # translate() lets an already translated error through as it is
         with Session(db.engine) as s, s.begin(), pytest.raises(IntegrityError) as again, \
                 translate():

@@ -267,16 +267,25 @@ def _str(self: BaseException) -> str:
     return Exception.__str__(self)
 
 
+def _reduce(self: BaseException) -> tuple[Any, ...]:
+    """Pickle as the plain typed error (SQLAlchemy's part holds the driver's objects)."""
+    typed = type(self).__bases__[0]
+    state = {k: v for k, v in self.__dict__.items() if k in getattr(self, "_typed_keys", ())}
+    return typed, self.args, state
+
+
 def _hybrid(error: Exception, wrapped: DBAPIError) -> Exception:
     """``error`` that is also ``wrapped``'s SQLAlchemy class (``.orig``, ``.statement``)."""
     key = (type(error), type(wrapped))
     cls = _HYBRIDS.get(key)
     if cls is None:
-        cls = type(type(error).__name__, key, {"__str__": _str, "__module__": "pgpatterns.errors"})
+        body = {"__str__": _str, "__reduce__": _reduce, "__module__": "pgpatterns.errors"}
+        cls = type(type(error).__name__, key, body)
         _HYBRIDS[key] = cls
     both = cls.__new__(cls)
     both.__dict__.update(wrapped.__dict__)
     both.__dict__.update(error.__dict__)
+    both.__dict__["_typed_keys"] = tuple(error.__dict__)
     both.args = error.args
     return both
 
