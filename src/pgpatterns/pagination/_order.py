@@ -23,7 +23,25 @@ class Key:
     descending: bool
 
 
+_SEEN: dict[tuple[int, ...], tuple[tuple[Any, ...], list[Key]]] = {}
+
+
 def sort_keys(where: str, order_by: object) -> list[Key]:
+    """The checked keys of ``order_by`` (remembered for an ``order_by`` seen before)."""
+    if isinstance(order_by, (list, tuple)):
+        items = tuple(order_by)
+        seen = _SEEN.get(tuple(map(id, items)))
+        if seen is not None and all(a is b for a, b in zip(seen[0], items, strict=True)):
+            return seen[1]
+        keys = _sort_keys(where, order_by)
+        if len(_SEEN) >= 256:
+            _SEEN.clear()
+        _SEEN[tuple(map(id, items))] = (items, keys)  # holding items keeps their ids unique
+        return keys
+    return _sort_keys(where, order_by)
+
+
+def _sort_keys(where: str, order_by: object) -> list[Key]:
     if isinstance(order_by, (str, bytes)) or not isinstance(order_by, Sequence) or not order_by:
         raise PaginationError(
             f"{where}(): order_by={order_by!r} is not accepted: pass a non-empty list of "
