@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from pgpatterns.constraints import check, no_overlap
@@ -299,3 +299,16 @@ def test_deadlock_is_retryable(db: PgSchema) -> None:
     assert len(failed) == 1, outcomes  # PostgreSQL aborts exactly one of the two
     cause = failed[0].__cause__
     assert getattr(getattr(cause, "orig", None), "sqlstate", None) == "40P01"
+
+
+def test_plain_permission_denied_is_not_a_row_security_error(
+    db: PgSchema, pg_database: Database
+) -> None:
+    role = db.engine.dialect.identifier_preparer.quote(pg_database.app_role)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"REVOKE ALL ON tr_users FROM PUBLIC, {role}"))
+    with db.app_engine.connect() as conn, conn.begin(), \
+            pytest.raises(ProgrammingError) as err, translate():
+        conn.execute(text("SELECT * FROM tr_users"))
+    assert err.value.orig.sqlstate == "42501"  # type: ignore[union-attr]
+    assert not isinstance(err.value, PatternError)
