@@ -151,6 +151,11 @@ def no_overlap(
             "pass another name=."
         )
     elements: list[tuple[Any, str]] = [(c, "=") for c in equal] + [(range_expr, "&&")]
+    if where is not None and not isinstance(where, ColumnElement):
+        raise ConstraintError(
+            f"{owner}: where= must be a SQLAlchemy boolean expression (e.g. "
+            f"{tbl.name}.c.status != 'cancelled'), got {type(where).__name__}."
+        )
     constraint = ExcludeConstraint(*elements, name=name, using="gist", where=where)
     tbl.append_constraint(constraint)
     if equal:

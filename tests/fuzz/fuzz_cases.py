@@ -389,16 +389,6 @@ CASES.extend(more_cases())
 
 #: case name -> what fails today (found 2026-12-03; the lead removes a line once its owner's
 #: fix lands: these xfails are strict, so a fixed case fails until its line is removed).
-XFAIL: dict[str, str] = {
-    "partitioning.hash_partitions": "hash_partitions(23976658821) hangs building 2.4e10 specs "
-    "(no upper bound on modulus)",
-    "constraints.no_overlap": "no_overlap(t, 'during', 'room', name={...}) raises "
-    "AttributeError ('dict' object has no attribute 'encode'): non-str name",
-    "rls.tenant_foreign_key": "tenant_foreign_key(None, 'fz_posts', ['id']) raises TypeError "
-    "(object of type 'NoneType' has no len())",
-    "views.view_key": "view_key(None) raises AttributeError (no attribute 'table')",
-    "ddl.Policy": "Policy('fz_pol', FzPost.__table__, using=';%\\x00') (a str) raises "
-    "AttributeError when rendered ('str' object has no attribute '_compiler_dispatch')",
-}
+XFAIL: dict[str, str] = {}
 
 __all__ = ["CASES", "XFAIL", "posts_tags"]

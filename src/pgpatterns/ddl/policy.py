@@ -81,8 +81,20 @@ class Policy(SchemaObject):
                 f"{owner}: a DELETE policy takes no with_check: no new row is written; "
                 "move the condition to using=."
             )
+        for option in ("using", "with_check"):
+            value = getattr(self, option)
+            if value is not None and not isinstance(value, ColumnElement):
+                raise DDLOptionError(
+                    f"{owner}: {option}= must be a SQLAlchemy boolean expression (e.g. "
+                    f"table.c.owner == current_user_id()), got {type(value).__name__}: SQL text "
+                    "would be pasted into the policy unchecked."
+                )
         if isinstance(self.to, str):
             self.to = (self.to,)
+        if not isinstance(self.to, (list, tuple)) or not all(
+            isinstance(r, str) and r for r in self.to
+        ):
+            raise DDLOptionError(f"{owner}: to= must be role names, got {self.to!r}.")
         self.to = tuple(self.to)
         if not self.to:
             raise DDLOptionError(f"{owner}: to= is empty; pass role names or ['public'].")

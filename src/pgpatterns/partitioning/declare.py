@@ -117,9 +117,10 @@ def hash_partitions(modulus: int, *, prefix: str | None = None) -> list[HashSpec
         >>> [(s.modulus, s.remainder) for s in hash_partitions(2)]
         [(2, 0), (2, 1)]
     """
-    if isinstance(modulus, bool) or not isinstance(modulus, int) or modulus < 1:
+    if isinstance(modulus, bool) or not isinstance(modulus, int) or not 1 <= modulus <= 10_000:
         raise PartitionBoundsError(
-            f"hash_partitions({modulus!r}): the number of partitions must be an int >= 1."
+            f"hash_partitions({modulus!r}): the number of partitions must be an int from 1 to "
+            "10000 (each is a table; thousands already cost planning time on every query)."
         )
     return [
         HashSpec(modulus, r, None if prefix is None else f"{prefix}{r}") for r in range(modulus)

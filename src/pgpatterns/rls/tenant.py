@@ -393,8 +393,15 @@ def tenant_foreign_key(
     (``__tenant_primary_key__ = True`` or :func:`tenant_unique`). ``kw`` goes to
     ``ForeignKeyConstraint`` (``ondelete=``, ``name=`` ...).
     """
-    if isinstance(columns, str) or isinstance(refcolumns, str):
-        raise RLSPolicyError("tenant_foreign_key(): columns and refcolumns are lists of names.")
+    if (
+        not isinstance(columns, (list, tuple)) or not isinstance(refcolumns, (list, tuple))
+        or not all(isinstance(c, str) and c for c in (*columns, *refcolumns))
+        or not isinstance(referred, str) or not referred
+    ):
+        raise RLSPolicyError(
+            "tenant_foreign_key(): columns and refcolumns are lists of column names and "
+            f"referred a table name; got {columns!r}, {referred!r}, {refcolumns!r}."
+        )
     if len(columns) != len(refcolumns) or not columns:
         raise RLSPolicyError(
             "tenant_foreign_key(): columns and refcolumns must be non-empty and of equal length."

@@ -256,7 +256,7 @@ def _attach(metadata: MetaData, obj: ViewBase) -> None:
 
 def view_key(obj: ViewBase) -> tuple[str, ...]:
     """The key columns declared with ``key=`` / ``unique_key=`` (empty when none)."""
-    return tuple(obj.table.info.get(KEY_INFO, ()))
+    return tuple(as_view(obj).table.info.get(KEY_INFO, ()))
 
 
 def as_view(target: Any) -> ViewBase:
