@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Table, select, text
 from sqlalchemy.sql.compiler import DDLCompiler
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from pgpatterns.ddl.base import (
     Identity,
@@ -83,11 +83,11 @@ class Policy(SchemaObject):
             )
         for option in ("using", "with_check"):
             value = getattr(self, option)
-            if value is not None and not isinstance(value, ColumnElement):
+            if value is not None and not isinstance(value, ClauseElement):
                 raise DDLOptionError(
-                    f"{owner}: {option}= must be a SQLAlchemy boolean expression (e.g. "
-                    f"table.c.owner == current_user_id()), got {type(value).__name__}: SQL text "
-                    "would be pasted into the policy unchecked."
+                    f"{owner}: {option}= must be a SQLAlchemy expression (e.g. "
+                    f"table.c.owner == current_user_id(), or text() you wrote on purpose), got "
+                    f"{type(value).__name__}."
                 )
         if isinstance(self.to, str):
             self.to = (self.to,)
