@@ -32,6 +32,7 @@ __all__ = ["Page", "index_for", "keyset", "keyset_page", "keyset_page_async", "n
 
 _T = TypeVar("_T")
 _MAX_LIMIT = 10_000
+_BIND = "pgpatterns_after_"
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,12 @@ class Page(Generic[_T]):
         return [row[0] for row in self.rows]  # type: ignore[index]
 
 
-def _after(keys: list[Key], values: list[Any]) -> ColumnElement[bool]:
+def _after(keys: list[Key], values: list[Any] | None) -> ColumnElement[bool]:
+    """The keyset condition; with ``values=None`` its binds are named ``pgpatterns_after_<i>``
+    (values passed at execution, so one built statement serves every page)."""
     binds = [bindparam(None, v, type_=k.column.type, unique=True)
-             for k, v in zip(keys, values, strict=True)]
+             for k, v in zip(keys, values, strict=True)] if values is not None else [
+             bindparam(f"{_BIND}{i}", type_=k.column.type) for i, k in enumerate(keys)]
     cols = [k.column for k in keys]
     if len({k.descending for k in keys}) == 1:
         if keys[0].descending:
@@ -170,10 +174,15 @@ def next_cursor(row: Any, *, stmt: Select[Any], order_by: Sequence[Any],
 @dataclass(frozen=True)
 class _Plan:
     stmt: Select[Any]
+    params: dict[str, Any]
     read: Callable[[Any], list[Any]]
     keys: list[Key]
     secret: bytes
     limit: int
+
+
+_Built = tuple[Select[Any], tuple[Any, ...], Select[Any], Callable[[Any], list[Any]]]
+_BUILT: dict[tuple[int, tuple[int, ...], int, bool], _Built] = {}
 
 
 def _plan(where: str, stmt: Any, order_by: Any, after: Any, secret: Any, limit: Any) -> _Plan:
@@ -181,12 +190,24 @@ def _plan(where: str, stmt: Any, order_by: Any, after: Any, secret: Any, limit: 
     keys = sort_keys(where, order_by)
     key = check_secret(where, secret)
     n = integer(where, "limit", limit, 1, _MAX_LIMIT)
+    values = decode_cursor(where, keys, after, key) if after is not None else None
+    params = {} if values is None else {f"{_BIND}{i}": v for i, v in enumerate(values)}
+    # The same base statement and ordering objects (module constants, typically) reuse the
+    # statement built last time: only the cursor's values change, passed as parameters.
+    items = tuple(order_by)
+    cache_key = (id(stmt), tuple(map(id, items)), n, values is None)
+    hit = _BUILT.get(cache_key)  # the entry holds stmt and items: their ids stay theirs
+    if hit is not None and hit[0] is stmt and all(
+            a is b for a, b in zip(hit[1], items, strict=True)):
+        return _Plan(hit[2], params, hit[3], keys, key, n)
     read = _reader(where, stmt, keys)
-    if after is not None:
-        stmt = stmt.where(_after(keys, decode_cursor(where, keys, after, key)))
-    stmt = stmt.order_by(*[k.column.desc() if k.descending else k.column for k in keys])
-    stmt = stmt.limit(bindparam(None, n + 1, type_=Integer, literal_execute=True, unique=True))
-    return _Plan(stmt, read, keys, key, n)
+    built = stmt if values is None else stmt.where(_after(keys, None))
+    built = built.order_by(*[k.column.desc() if k.descending else k.column for k in keys])
+    built = built.limit(bindparam(None, n + 1, type_=Integer, literal_execute=True, unique=True))
+    if len(_BUILT) >= 256:
+        _BUILT.clear()
+    _BUILT[cache_key] = (stmt, items, built, read)
+    return _Plan(built, params, read, keys, key, n)
 
 
 def _page(plan: _Plan, rows: list[Any]) -> Page[Any]:
@@ -198,7 +219,7 @@ def _page(plan: _Plan, rows: list[Any]) -> Page[Any]:
 
 def keyset_page(
     session: Session | Connection, stmt: Select[Any], *, order_by: Sequence[Any],
-    secret: str | bytes,    after: str | None = None, limit: int = 20,
+    secret: str | bytes, after: str | None = None, limit: int = 20,
 ) -> Page[Any]:
     """Run one page of ``stmt``: at most ``limit`` rows after ``after``, and the next cursor.
 
@@ -212,12 +233,12 @@ def keyset_page(
     Works with a ``Session`` or a ``Connection`` (rows are ``Row`` objects either way).
     """
     plan = _plan("keyset_page", stmt, order_by, after, secret, limit)
-    return _page(plan, list(session.execute(plan.stmt).all()))
+    return _page(plan, list(session.execute(plan.stmt, plan.params).all()))
 
 
 async def keyset_page_async(
     session: AsyncSession | AsyncConnection, stmt: Select[Any], *,
-    order_by: Sequence[Any], secret: str | bytes,    after: str | None = None, limit: int = 20,
+    order_by: Sequence[Any], secret: str | bytes, after: str | None = None, limit: int = 20,
 ) -> Page[Any]:
     """The asyncio twin of :func:`keyset_page` (``AsyncSession`` or ``AsyncConnection``).
 
@@ -226,7 +247,7 @@ async def keyset_page_async(
         ...                                secret=KEY)  # doctest: +SKIP
     """
     plan = _plan("keyset_page_async", stmt, order_by, after, secret, limit)
-    return _page(plan, list((await session.execute(plan.stmt)).all()))
+    return _page(plan, list((await session.execute(plan.stmt, plan.params)).all()))
 
 
 def index_for(order_by: Sequence[Any], *, leading: Sequence[Any] = (),
