@@ -36,7 +36,14 @@ from sqlalchemy.schema import CreateIndex
 from pgpatterns.bulk import copy_rows
 from pgpatterns.errors import CursorError, PaginationError, PatternError
 from pgpatterns.explain import Plan, explain, uses_index
-from pgpatterns.pagination import Page, index_for, keyset, keyset_page, keyset_page_async
+from pgpatterns.pagination import (
+    Page,
+    index_for,
+    keyset,
+    keyset_page,
+    keyset_page_async,
+    next_cursor,
+)
 from pgpatterns.rls import TenantScoped, tenant_context
 from pgpatterns.testing import Database
 from pgpatterns.testing.plugin import PgSchema
@@ -370,4 +377,30 @@ def test_pages_run_on_a_connection_too(pg_engine: Engine) -> None:
                            order_by=ORDER, secret=KEY, limit=3, after=page.next_cursor)
         assert [r.id for r in page.rows + rest.rows] == [4, 3, 2, 1, 0]
         assert rest.next_cursor is None and not rest.has_more
+        conn.rollback()
+
+
+def test_next_cursor_and_reused_statements_stay_apart(pg_engine: Engine) -> None:
+    """One base statement paged by two orderings in turn: each page follows its own order."""
+    base = select(items.c.id, items.c.a, items.c.created_at)
+    by_a: list[Any] = [items.c.a, items.c.id.desc()]
+    newest: list[Any] = [items.c.created_at.desc(), items.c.id]
+    with pg_engine.connect() as conn, conn.begin():
+        items.create(conn)
+        conn.execute(insert(items), [
+            {"id": i, "a": i % 2, "b": "b", "created_at": T0 + dt.timedelta(seconds=i // 2),
+             "price": 1, "ref": uuid.UUID(int=i)} for i in range(6)])
+        pages: dict[str, list[int]] = {"a": [], "new": []}
+        after: dict[str, str | None] = {"a": None, "new": None}
+        for _ in range(3):
+            for name, order in (("a", by_a), ("new", newest)):
+                page = keyset_page(conn, base, order_by=order, secret=KEY, limit=2,
+                                   after=after[name])
+                pages[name] += [r.id for r in page.rows]
+                after[name] = page.next_cursor
+        assert pages == {"a": [4, 2, 0, 5, 3, 1], "new": [4, 5, 2, 3, 0, 1]}
+        last = conn.execute(keyset(base, order_by=by_a, limit=1)).one()
+        cursor = next_cursor(last, stmt=base, order_by=by_a, secret=KEY)
+        rest = keyset_page(conn, base, order_by=by_a, secret=KEY, after=cursor, limit=9)
+        assert [r.id for r in rest.rows] == [2, 0, 5, 3, 1] and not rest.has_more
         conn.rollback()
