@@ -72,6 +72,8 @@ items = cast(Table, Item.__table__)
 ORDER: list[Any] = [Item.created_at.desc(), Item.id.desc()]
 ITEM_INDEX = index_for(ORDER)
 INDEX_NAME = str(ITEM_INDEX.name)
+MIXED: list[Any] = [Item.a, Item.created_at.desc(), Item.id]
+MIXED_INDEX = index_for(MIXED)
 
 
 def _sql(stmt: Any) -> str:
@@ -311,18 +313,24 @@ def _generic_plan_after_12(conn: Connection, stmt: Any) -> tuple[int, Plan | Non
     return row.generic_plans, Plan({"Plan": found[0][0]["Plan"]})
 
 
-def test_the_index_serves_every_page_and_the_generic_plan(pg_schema: PgSchema) -> None:
+@pytest.mark.parametrize("mixed", [False, True], ids=["one direction", "mixed directions"])
+def test_the_index_serves_every_page_and_the_generic_plan(
+    pg_schema: PgSchema, mixed: bool
+) -> None:
     _load(pg_schema.engine)
-    cursor = _cursor_for(ORDER, [T0 + dt.timedelta(seconds=N // 6), N // 2])
-    stmt = keyset(select(Item), order_by=ORDER, after=cursor, secret=KEY, limit=21)
+    order, name = (MIXED, str(MIXED_INDEX.name)) if mixed else (ORDER, INDEX_NAME)
+    values = [3, T0 + dt.timedelta(seconds=N // 6), N // 2] if mixed else [
+        T0 + dt.timedelta(seconds=N // 6), N // 2]
+    stmt = keyset(select(Item), order_by=order, after=_cursor_for(order, values), secret=KEY,
+                  limit=21)
     with Session(pg_schema.engine) as session:
-        assert uses_index(explain(session, stmt, analyze=True), INDEX_NAME)
-        first = explain(session, keyset(select(Item), order_by=ORDER, limit=21), analyze=True)
-        assert uses_index(first, INDEX_NAME)
+        assert uses_index(explain(session, stmt, analyze=True), name)
+        first = explain(session, keyset(select(Item), order_by=order, limit=21), analyze=True)
+        assert uses_index(first, name)
     with pg_schema.engine.connect() as conn, conn.begin():
         generic, plan = _generic_plan_after_12(conn, stmt)
         assert plan is not None
-        assert uses_index(plan, INDEX_NAME), (generic, plan.raw)
+        assert uses_index(plan, name), (generic, plan.raw)
 
 
 # -- real PostgreSQL: a tenant's pages, as the app role -------------------------------------
