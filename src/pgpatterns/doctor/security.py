@@ -269,7 +269,8 @@ def _extensions(ctx: Context) -> Iterator[Finding]:
       "pgpatterns.vector.check_vector_setup")
 def _pgvector(ctx: Context) -> Iterator[Finding]:
     for r in ctx.rows("extensions", _EXTENSIONS):
-        if r["name"] == "vector" and version_below(r["version"], MIN_PGVECTOR):
+        # like every lint, only what lives in the schemas examined (the extension's schema)
+        if r["in_scope"] and r["name"] == "vector" and version_below(r["version"], MIN_PGVECTOR):
             yield ctx.finding(
                 "pgvector_outdated", "extension vector",
                 f"pgvector {r['version']} is older than 0.8.2, which fixes a buffer overflow "
