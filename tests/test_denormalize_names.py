@@ -3,10 +3,10 @@ spaces, unicode and 63-byte names for tables and columns, with and without a sch
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 import pytest
+from hostile import names
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
@@ -28,14 +28,7 @@ from pgpatterns.denormalize import counter_cache, denormalized, drift_count
 from pgpatterns.errors import DenormalizeError
 from pgpatterns.testing.plugin import PgSchema
 
-FIXED = ["na%me", "%s", "%%", "%(x)s", 'q"uote', "a'b", "sp ace", "ünï cödé", "x" * 63,
-         "é" * 31 + "z", "Upper", "semi;colon", "$fn$"]
-_chars = st.sampled_from(string.printable[:95] + "éß€")
-IDENT = st.one_of(st.sampled_from(FIXED), st.text(alphabet=_chars, min_size=1, max_size=20))
-NAMES = st.lists(
-    IDENT.filter(lambda n: len(n.encode()) <= 63 and n.strip() == n and n != ""),
-    min_size=7, max_size=7, unique_by=str.lower,
-)
+NAMES = names(7)
 
 
 def _build(names: list[str], schema: str | None) -> tuple[MetaData, Table, Table, list[object]]:

@@ -3,9 +3,8 @@ helpers: ``%``, quotes, spaces, unicode and 63-byte names for views, columns and
 
 from __future__ import annotations
 
-import string
-
 import pytest
+from hostile import names
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, func, insert, select
@@ -24,14 +23,7 @@ from pgpatterns.views import (
     view,
 )
 
-FIXED = ["na%me", "%s", "%%", "%(x)s", 'q"uote', "a'b", "sp ace", "ünï cödé", "x" * 63,
-         "é" * 31 + "z", "Upper", "semi;colon", "$fn$"]
-_chars = st.sampled_from(string.printable[:95] + "éß€")
-IDENT = st.one_of(st.sampled_from(FIXED), st.text(alphabet=_chars, min_size=1, max_size=20))
-NAMES = st.lists(
-    IDENT.filter(lambda n: len(n.encode()) <= 63 and n.strip() == n and n != ""),
-    min_size=4, max_size=4, unique_by=str.lower,
-)
+NAMES = names(4)
 
 
 @settings(max_examples=10)
