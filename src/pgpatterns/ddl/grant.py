@@ -86,6 +86,21 @@ class Role(SchemaObject):
         return []
 
 
+def _grantee(
+    owner: str, privileges: Sequence[str] | str, to: object
+) -> tuple[tuple[str, ...], str, tuple[SchemaObject, ...]]:
+    """Checked ``(privileges, role name, dependencies)`` of a grant to ``to``."""
+    if isinstance(privileges, str):
+        privileges = (privileges,)
+    checked = tuple(check_choice(owner, "privileges", p, PRIVILEGES) for p in privileges)
+    if not checked:
+        raise DDLOptionError(f"{owner}: privileges is empty; pass e.g. ['select'].")
+    role = to.name if isinstance(to, Role) else to
+    if not isinstance(role, str) or not role:
+        raise DDLOptionError(f"{owner}: to= must be a role name or a Role, got {to!r}.")
+    return checked, role, ((to,) if isinstance(to, Role) else ())
+
+
 @dataclass(eq=False, init=False)
 class Grant(SchemaObject):
     """``GRANT privileges ON table TO role``: exactly these privileges, no more.
@@ -114,17 +129,7 @@ class Grant(SchemaObject):
     ) -> None:
         owner = f"Grant on {getattr(table, 'name', table)}"
         self.table = check_table(owner, table)
-        if isinstance(privileges, str):
-            privileges = (privileges,)
-        self.privileges = tuple(
-            check_choice(owner, "privileges", p, PRIVILEGES) for p in privileges
-        )
-        if not self.privileges:
-            raise DDLOptionError(f"{owner}: privileges is empty; pass e.g. ['select'].")
-        self.role = to.name if isinstance(to, Role) else to
-        if not isinstance(self.role, str) or not self.role:
-            raise DDLOptionError(f"{owner}: to= must be a role name or a Role, got {to!r}.")
-        extra = (to,) if isinstance(to, Role) else ()
+        self.privileges, self.role, extra = _grantee(owner, privileges, to)
         self.depends_on = (*depends_on, *extra)
         self.schema = table.schema
         self.keep_on_drop = False
@@ -218,16 +223,9 @@ class DefaultPrivileges(SchemaObject):
         owner = f"DefaultPrivileges in {schema!r}"
         if not isinstance(schema, str) or not schema:
             raise DDLOptionError(f"{owner}: schema must be a schema name (a non-empty str).")
-        if isinstance(privileges, str):
-            privileges = (privileges,)
-        self.privileges = tuple(
-            check_choice(owner, "privileges", p, PRIVILEGES) for p in privileges
-        )
-        if not self.privileges:
-            raise DDLOptionError(f"{owner}: privileges is empty; pass e.g. ['select'].")
-        self.role = to.name if isinstance(to, Role) else to
+        self.privileges, self.role, extra = _grantee(owner, privileges, to)
         self.for_role = for_role
-        self.depends_on = (*depends_on, *((to,) if isinstance(to, Role) else ()))
+        self.depends_on = (*depends_on, *extra)
         self.schema = schema
         self.keep_on_drop = False
         self.name = self.role
